@@ -1,0 +1,1 @@
+//! Qualys FIM API simulator.
