@@ -1,0 +1,2 @@
+//! Encoder benchmarks (filled in below).
+fn main() {}

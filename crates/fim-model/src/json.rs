@@ -1,0 +1,350 @@
+//! An order-preserving JSON tree for records as the API sent them.
+//!
+//! `serde_json::Value` sorts object keys unless the `preserve_order` feature is
+//! on, and turning that feature on would change key order for every crate in
+//! the workspace. This tree keeps keys in the order received (duplicates
+//! included), so the "as received" output can reproduce the record field by
+//! field, and it offers the tolerant look-ups the typed views need: a number
+//! where a string was expected, a string where a number was expected, and
+//! `null` anywhere.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Number;
+
+/// One JSON value of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonValue {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Box<str>),
+    Array(Vec<JsonValue>),
+    Object(JsonObject),
+}
+
+/// A JSON object whose members stay in the order they were received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JsonObject {
+    members: Vec<(Box<str>, JsonValue)>,
+}
+
+impl JsonObject {
+    /// Creates an empty object.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the value of the first member named `key`.
+    pub fn get(&self, key: &str) -> Option<&JsonValue> {
+        self.members
+            .iter()
+            .find(|(name, _)| name.as_ref() == key)
+            .map(|(_, value)| value)
+    }
+
+    /// Iterates over the members in received order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &JsonValue)> {
+        self.members
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value))
+    }
+
+    /// Appends a member; an existing member of the same name is kept.
+    pub fn push(&mut self, key: impl Into<Box<str>>, value: JsonValue) {
+        self.members.push((key.into(), value));
+    }
+
+    /// Returns the number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Consumes the object into its members, in received order.
+    pub fn into_members(self) -> Vec<(Box<str>, JsonValue)> {
+        self.members
+    }
+
+    /// Returns whether the object has no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl JsonValue {
+    /// Returns the member `key` when this value is an object.
+    pub fn get(&self, key: &str) -> Option<&JsonValue> {
+        match self {
+            JsonValue::Object(object) => object.get(key),
+            _ => None,
+        }
+    }
+
+    /// Returns the string when this value is a JSON string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            JsonValue::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Returns the elements when this value is an array.
+    pub fn as_array(&self) -> Option<&[JsonValue]> {
+        match self {
+            JsonValue::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// Returns the object when this value is one.
+    pub fn as_object(&self) -> Option<&JsonObject> {
+        match self {
+            JsonValue::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    /// Returns whether this value is `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, JsonValue::Null)
+    }
+
+    /// Returns the value as text: a string as is, a number or a boolean in
+    /// its JSON spelling. `null`, arrays, objects and empty strings give
+    /// `None`, because the API sends `null` or `""` for "not known".
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            JsonValue::String(text) if text.is_empty() => None,
+            JsonValue::String(text) => Some(Cow::Borrowed(text)),
+            JsonValue::Number(number) => Some(Cow::Owned(number.to_string())),
+            JsonValue::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
+            _ => None,
+        }
+    }
+
+    /// Returns the value as an integer: a JSON integer, a float without a
+    /// fraction, or a string holding one (the API sends some numbers as
+    /// strings).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            JsonValue::Number(number) => number_to_i64(number),
+            JsonValue::String(text) => text.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+    }
+}
+
+fn number_to_i64(number: &Number) -> Option<i64> {
+    if let Some(value) = number.as_i64() {
+        return Some(value);
+    }
+
+    let value = number.as_f64()?;
+    // Beyond 2^53 an f64 no longer holds every integer, so such a value is
+    // not trusted as an id, a pid or a timestamp.
+    let in_range = value.abs() <= 9_007_199_254_740_992.0;
+    if value.fract() == 0.0 && in_range {
+        // The range check above makes the cast exact.
+        #[allow(clippy::cast_possible_truncation)]
+        return Some(value as i64);
+    }
+    None
+}
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonValueVisitor)
+    }
+}
+
+struct JsonValueVisitor;
+
+impl<'de> Visitor<'de> for JsonValueVisitor {
+    type Value = JsonValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<JsonValue, E> {
+        Ok(JsonValue::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<JsonValue, E> {
+        Ok(JsonValue::Number(value.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<JsonValue, E> {
+        Ok(JsonValue::Number(value.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<JsonValue, E> {
+        // JSON text cannot spell NaN or infinity, so `from_f64` only fails for
+        // values no JSON parser produces; `null` is the safe stand-in.
+        Ok(Number::from_f64(value).map_or(JsonValue::Null, JsonValue::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<JsonValue, E> {
+        Ok(JsonValue::String(value.into()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<JsonValue, E> {
+        Ok(JsonValue::String(value.into_boxed_str()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<JsonValue, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(JsonValue::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
+        let mut object = JsonObject {
+            members: Vec::with_capacity(map.size_hint().unwrap_or(0).min(64)),
+        };
+        while let Some(key) = map.next_key::<Key>()? {
+            let value = map.next_value()?;
+            object.members.push((key.0, value));
+        }
+        Ok(JsonValue::Object(object))
+    }
+}
+
+/// An object key, taken borrowed from the input when it has no escapes so
+/// only one allocation (the boxed copy) is made per key.
+struct Key(Box<str>);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an object key")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Key, E> {
+                Ok(Key(value.into()))
+            }
+
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Key, E> {
+                Ok(Key(value.into_boxed_str()))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl Serialize for JsonValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonValue::Null => serializer.serialize_unit(),
+            JsonValue::Bool(flag) => serializer.serialize_bool(*flag),
+            JsonValue::Number(number) => number.serialize(serializer),
+            JsonValue::String(text) => serializer.serialize_str(text),
+            JsonValue::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            JsonValue::Object(object) => object.serialize(serializer),
+        }
+    }
+}
+
+impl Serialize for JsonObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.members.len()))?;
+        for (key, value) in &self.members {
+            map.serialize_entry(key.as_ref(), value)?;
+        }
+        map.end()
+    }
+}
+
+impl From<&JsonValue> for serde_json::Value {
+    fn from(value: &JsonValue) -> Self {
+        match value {
+            JsonValue::Null => serde_json::Value::Null,
+            JsonValue::Bool(flag) => serde_json::Value::Bool(*flag),
+            JsonValue::Number(number) => serde_json::Value::Number(number.clone()),
+            JsonValue::String(text) => serde_json::Value::String(text.to_string()),
+            JsonValue::Array(items) => items.iter().map(serde_json::Value::from).collect(),
+            JsonValue::Object(object) => serde_json::Value::Object(
+                object
+                    .iter()
+                    .map(|(key, value)| (key.to_owned(), serde_json::Value::from(value)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> JsonValue {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn keeps_member_order() {
+        let value = parse(r#"{"z":1,"a":2,"m":3}"#);
+        let keys: Vec<&str> = value.as_object().unwrap().iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn serializes_back_to_the_same_text() {
+        let text = r#"{"z":1,"a":[true,null,"x\ny"],"m":{"b":-2.5}}"#;
+        assert_eq!(serde_json::to_string(&parse(text)).unwrap(), text);
+    }
+
+    #[test]
+    fn reads_numbers_sent_as_strings() {
+        assert_eq!(parse(r#""3311""#).as_i64(), Some(3311));
+    }
+
+    #[test]
+    fn reads_integral_floats_as_integers() {
+        assert_eq!(parse("4.0").as_i64(), Some(4));
+    }
+
+    #[test]
+    fn rejects_fractional_numbers_as_integers() {
+        assert_eq!(parse("4.5").as_i64(), None);
+    }
+
+    #[test]
+    fn spells_numbers_as_text() {
+        assert_eq!(parse("0").as_text().as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn treats_empty_strings_as_absent_text() {
+        assert_eq!(parse(r#""""#).as_text(), None);
+    }
+}
