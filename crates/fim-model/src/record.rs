@@ -47,7 +47,9 @@ impl RecordKind {
 
     /// Looks a kind up by its stream name.
     pub fn from_stream_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.stream_name() == name)
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.stream_name() == name)
     }
 }
 
@@ -97,7 +99,10 @@ pub struct FetchInfo {
 /// text so the caller can log it or write it to a dead-letter file.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("invalid JSON in a {kind} record ({source}); raw text: {}", excerpt(raw))]
+    #[error(
+        "invalid JSON in a {kind} record ({source}); raw text: {}",
+        excerpt(raw)
+    )]
     InvalidJson {
         kind: RecordKind,
         raw: String,
@@ -240,13 +245,12 @@ impl Record {
         fetched_at: Timestamp,
         api_version: ApiVersion,
     ) -> Result<Vec<Result<Self, RecordError>>, PageError> {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(body).map_err(|source| PageError {
-                kind,
-                api: api_version.as_str(),
-                body: body.to_owned(),
-                source,
-            })?;
+        let items: Vec<&RawValue> = serde_json::from_str(body).map_err(|source| PageError {
+            kind,
+            api: api_version.as_str(),
+            body: body.to_owned(),
+            source,
+        })?;
 
         let records = items
             .into_iter()
@@ -367,9 +371,7 @@ impl Record {
     /// then `dateTime`.
     pub fn event_time(&self) -> Option<Timestamp> {
         if self.kind.is_incident() {
-            self.updated_time
-                .or(self.created_time)
-                .or(self.date_time)
+            self.updated_time.or(self.created_time).or(self.date_time)
         } else {
             self.date_time.or(self.processed_time)
         }

@@ -130,7 +130,9 @@ impl<'a> Asset<'a> {
 
     /// Iterates over the asset tags that are text or numbers.
     pub fn tags(self) -> impl Iterator<Item = Text<'a>> {
-        array_of(self.0, "tags").iter().filter_map(JsonValue::as_text)
+        array_of(self.0, "tags")
+            .iter()
+            .filter_map(JsonValue::as_text)
     }
 
     pub fn interfaces(self) -> impl Iterator<Item = Interface<'a>> {
