@@ -296,7 +296,7 @@ impl Encoder for Rfc3164Encoder {
 
         let asset_host = record.asset().host_name();
         let hostname = self.common.hostname.as_deref().or(asset_host.as_deref());
-        push_header_field(out, hostname.map(short_hostname), 255);
+        push_rfc3164_hostname(out, hostname);
         out.push(b' ');
         out.extend_from_slice(self.tag.as_bytes());
         out.extend_from_slice(b": ");
@@ -314,6 +314,31 @@ fn short_hostname(hostname: &str) -> &str {
         return hostname;
     }
     hostname.split('.').next().unwrap_or(hostname)
+}
+
+/// Appends an RFC 3164 HOSTNAME: an IP address as is, else the host name
+/// without its domain, letters, digits, `-` and `_` only (others become
+/// `_`), because relays find the TAG by the first `:` or space after it.
+fn push_rfc3164_hostname(out: &mut Vec<u8>, hostname: Option<&str>) {
+    let Some(hostname) = hostname else {
+        out.push(b'-');
+        return;
+    };
+    if hostname.parse::<IpAddr>().is_ok() {
+        out.extend_from_slice(hostname.as_bytes());
+        return;
+    }
+
+    let start = out.len();
+    for ch in short_hostname(hostname).chars().take(255) {
+        let keep = ch.is_ascii_alphanumeric() || ch == '-' || ch == '_';
+        // `keep` admits ASCII only, so the cast is lossless.
+        #[allow(clippy::cast_possible_truncation)]
+        out.push(if keep { ch as u8 } else { b'_' });
+    }
+    if out.len() == start {
+        out.push(b'-');
+    }
 }
 
 /// Cuts the message that starts at `start` to `max_bytes`, on a UTF-8
@@ -384,6 +409,20 @@ mod tests {
     #[test]
     fn short_hostname_keeps_ip_addresses() {
         assert_eq!(short_hostname("10.20.40.3"), "10.20.40.3");
+    }
+
+    #[test]
+    fn rfc3164_hostname_replaces_colons() {
+        let mut out = Vec::new();
+        push_rfc3164_hostname(&mut out, Some("a:b c.example"));
+        assert_eq!(out, b"a_b_c");
+    }
+
+    #[test]
+    fn rfc3164_hostname_keeps_ipv6_addresses() {
+        let mut out = Vec::new();
+        push_rfc3164_hostname(&mut out, Some("fe80::1"));
+        assert_eq!(out, b"fe80::1");
     }
 
     #[test]
