@@ -3,10 +3,10 @@
 //! `serde_json::Value` sorts object keys unless the `preserve_order` feature is
 //! on, and turning that feature on would change key order for every crate in
 //! the workspace. This tree keeps keys in the order received (duplicates
-//! included), so the "as received" output can reproduce the record field by
-//! field, and it offers the tolerant look-ups the typed views need: a number
-//! where a string was expected, a string where a number was expected, and
-//! `null` anywhere.
+//! included), so the "as received" output reproduces the record field by
+//! field. It also offers the tolerant look-ups the typed views need: a
+//! number where a string was expected, a string where a number was
+//! expected, and `null` anywhere.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -143,7 +143,7 @@ fn number_to_i64(number: &Number) -> Option<i64> {
     }
 
     let value = number.as_f64()?;
-    // Beyond 2^53 an f64 no longer holds every integer, so such a value is
+    // Beyond 2^53 an f64 cannot represent every integer, so such a value is
     // not trusted as an id, a pid or a timestamp.
     let in_range = value.abs() <= 9_007_199_254_740_992.0;
     if value.fract() == 0.0 && in_range {
@@ -182,8 +182,8 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<JsonValue, E> {
-        // JSON text cannot spell NaN or infinity, so `from_f64` only fails for
-        // values no JSON parser produces; `null` is the safe stand-in.
+        // JSON text cannot spell NaN or infinity, so `from_f64` fails only
+        // for values serde_json never produces. `null` stands in for them.
         Ok(Number::from_f64(value).map_or(JsonValue::Null, JsonValue::Number))
     }
 

@@ -84,8 +84,8 @@ impl ApiVersion {
     }
 }
 
-/// How and when a record was fetched; carried into the "as received" JSON
-/// output so a destination can tell which request produced a record.
+/// Fetch metadata of a record, carried into the "as received" JSON output so
+/// a destination can tell which request produced a record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchInfo {
     /// When the response holding the record arrived.
@@ -237,8 +237,8 @@ impl Record {
     }
 
     /// Parses a whole list response. The outer error means the body is not a
-    /// JSON array; each element then parses on its own, so one bad record
-    /// does not hide the others.
+    /// JSON array. Each element parses on its own, so one bad record does
+    /// not hide the others.
     pub fn parse_page(
         kind: RecordKind,
         body: &str,
@@ -452,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn page_that_is_not_an_array_is_an_error() {
+    fn page_must_be_an_array() {
         let error = Record::parse_page(RecordKind::Event, "{}", FETCHED, ApiVersion::V1);
         assert!(error.is_err());
     }

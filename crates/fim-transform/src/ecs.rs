@@ -1,11 +1,11 @@
 //! Elastic Common Schema (ECS) documents.
 //!
 //! Events map to `event.*`, `file.*` (or `registry.*` for registry records),
-//! `host.*`, `process.*`, `user.*`, `rule.*` and `related.*`. Every source
-//! field that has no ECS home, or whose value could not be mapped (an
-//! unparsable time, a pid that is not a number), is copied as received under
-//! `qualys.fim.*` with its name in snake_case, so the document loses nothing
-//! but `null` values. Incidents map to an `event.kind` of `alert` or `event`
+//! `host.*`, `process.*`, `user.*`, `rule.*` and `related.*`. A source field
+//! with no ECS home is copied as received under `qualys.fim.*`, its name in
+//! snake_case. So is a value that could not be mapped, such as an unparsable
+//! time or a pid that is not a number. The document thus loses nothing but
+//! `null` values. Incidents map to an `event.kind` of `alert` or `event`
 //! with their own fields under `qualys.fim.incident.*`.
 //!
 //! References: ECS 8.11 field reference (event, file, registry, host,

@@ -1,5 +1,5 @@
-//! Which source fields a sink receives: include and exclude lists, and the
-//! size cap for `oldContent`/`newContent`.
+//! The selection of source fields a sink receives: include and exclude
+//! lists, and the size cap for `oldContent`/`newContent`.
 //!
 //! Include and exclude lists are applied to a copy of the record before it is
 //! encoded, so every format gets the same filtered record. That copy is made

@@ -2,7 +2,7 @@
 //!
 //! NOTE: 5 is taken as the most severe level because Qualys' scale for its
 //! other modules ends at level 5 "urgent" and the FIM API guide's event
-//! schema lists 1 to 5. No FIM page found says so outright.
+//! schema lists 1 to 5. No FIM documentation page found states it outright.
 
 use fim_model::Severity;
 

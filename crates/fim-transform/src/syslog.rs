@@ -1,10 +1,10 @@
 //! Syslog messages (RFC 5424 and RFC 3164) carrying CEF or compact JSON.
 //!
 //! RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [fim@PEN …] MSG`.
-//! PRI is facility × 8 + severity (RFC 5424 section 6.2.1); TIMESTAMP is RFC
-//! 3339 UTC with three fraction digits; HOSTNAME, APP-NAME, PROCID and MSGID
-//! are printable US-ASCII (33–126) within 255, 48, 128 and 32 characters,
-//! or `-` when empty (section 6). Structured-data values escape `"`, `\` and
+//! PRI is facility × 8 + severity (RFC 5424 section 6.2.1). TIMESTAMP is RFC
+//! 3339 UTC with three fraction digits. HOSTNAME, APP-NAME, PROCID and MSGID
+//! are printable US-ASCII (33–126) of at most 255, 48, 128 and 32
+//! characters, or `-` when empty (section 6). Structured-data values escape `"`, `\` and
 //! `]` (section 6.3.3). MSG has no BOM, so receivers treat it as MSG-ANY:
 //! CEF receivers match on a leading `CEF:` and a BOM would hide it.
 //!

@@ -1,8 +1,7 @@
-//! Round trips through parsers that are not ours: every fixture record is
-//! encoded and parsed back (CEF by the strict spec parser in
-//! `common/cef_parser.rs`, RFC 5424 by `syslog_rfc5424`, RFC 3164 by
-//! `syslog_loose`, JSON by `serde_json`), and each value must equal the
-//! source value.
+//! Round trips through parsers that are not ours. Every fixture record is
+//! encoded and parsed back, and each value must equal the source value. CEF
+//! is read by the strict spec parser in `common/cef_parser.rs`, RFC 5424 by
+//! `syslog_rfc5424`, RFC 3164 by `syslog_loose` and JSON by `serde_json`.
 
 // Helpers outside `#[test]` functions unwrap too; a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
