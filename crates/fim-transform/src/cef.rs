@@ -11,7 +11,9 @@
 //!
 //! Values are cut to each key's length limit in bytes, on a UTF-8 boundary,
 //! before escaping, so a receiver's unescaped value fits the limit. Keys with
-//! no value are left out rather than sent empty.
+//! no value are left out rather than sent empty. `oldContent` and
+//! `newContent` have no CEF key and are never sent, except the old path of a
+//! rename (`oldFilePath`, `oldFileName`).
 
 use std::net::Ipv4Addr;
 
