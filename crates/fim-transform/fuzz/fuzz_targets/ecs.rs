@@ -1,0 +1,8 @@
+//! Arbitrary bytes, read as JSON records, through the `ecs` encoder.
+
+#![no_main]
+
+use fim_transform::config::Encoding;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fim_transform_fuzz::run(Encoding::Ecs, data));
