@@ -44,8 +44,17 @@ fn corpus() -> Vec<(RecordKind, String)> {
             serde_json::from_str(&body).unwrap_or_default();
         records.extend(items.iter().map(|item| (kind, item.get().to_owned())));
     }
-    assert!(!records.is_empty(), "no fixture records found under {}", root.display());
-    records.iter().cycle().take(CORPUS_RECORDS).cloned().collect()
+    assert!(
+        !records.is_empty(),
+        "no fixture records found under {}",
+        root.display()
+    );
+    records
+        .iter()
+        .cycle()
+        .take(CORPUS_RECORDS)
+        .cloned()
+        .collect()
 }
 
 fn config(encoding: Encoding, payload: SyslogPayload) -> EncoderConfig {
@@ -87,9 +96,21 @@ fn encoders(c: &mut Criterion) {
     let formats = [
         ("ecs", Encoding::Ecs, SyslogPayload::Cef),
         ("cef", Encoding::Cef, SyslogPayload::Cef),
-        ("syslog_rfc5424_cef", Encoding::SyslogRfc5424, SyslogPayload::Cef),
-        ("syslog_rfc5424_json", Encoding::SyslogRfc5424, SyslogPayload::Json),
-        ("syslog_rfc3164_cef", Encoding::SyslogRfc3164, SyslogPayload::Cef),
+        (
+            "syslog_rfc5424_cef",
+            Encoding::SyslogRfc5424,
+            SyslogPayload::Cef,
+        ),
+        (
+            "syslog_rfc5424_json",
+            Encoding::SyslogRfc5424,
+            SyslogPayload::Json,
+        ),
+        (
+            "syslog_rfc3164_cef",
+            Encoding::SyslogRfc3164,
+            SyslogPayload::Cef,
+        ),
         ("json", Encoding::Json, SyslogPayload::Cef),
         ("flat_json", Encoding::FlatJson, SyslogPayload::Cef),
     ];

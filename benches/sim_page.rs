@@ -3,6 +3,9 @@
 //! (`pageNumber`). The forwarder must spend longer processing a page than
 //! the simulator spends producing it, or benchmarks measure the simulator.
 
+// A benchmark harness, like a test: a failed setup step should stop it loudly.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

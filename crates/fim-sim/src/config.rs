@@ -12,6 +12,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// Highest arrival rate accepted, in events per second.
+const MAX_RATE: f64 = 100_000.0;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
 /// Everything that shapes the simulated data and the API's behaviour.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -121,9 +126,11 @@ impl SimConfig {
             reason: err.to_string(),
         })?;
         let config: SimConfig =
-            serde_json::from_value(kebab_keys(value)).map_err(|err| ConfigError::Parse {
-                path: path.display().to_string(),
-                reason: err.to_string(),
+            serde_path_to_error::deserialize(kebab_keys(value)).map_err(|err| {
+                ConfigError::Parse {
+                    path: path.display().to_string(),
+                    reason: format!("key {}: {}", err.path(), err.inner()),
+                }
             })?;
         config.validate()?;
         Ok(config)
@@ -148,12 +155,39 @@ impl SimConfig {
                 });
             }
         }
-        if !self.rate.is_finite() || self.rate < 0.0 {
+        if !self.rate.is_finite() || !(0.0..=MAX_RATE).contains(&self.rate) {
             return Err(ConfigError::Invalid {
                 key: "rate",
                 value: self.rate.to_string(),
-                expected: "events per second, 0 or more",
+                expected: "events per second, from 0 to 100000",
             });
+        }
+        let durations = [
+            ("backlog-span", self.backlog_span, DAY * 800),
+            ("late-max", self.late_max, DAY * 800),
+            (
+                "incident-update-after",
+                self.incident_update_after,
+                DAY * 30,
+            ),
+            ("index-lag", self.index_lag, DAY),
+            ("token-ttl", self.token_ttl, DAY * 366),
+            ("latency", self.latency, Duration::from_secs(600)),
+        ];
+        for (key, value, max) in durations {
+            if value > max {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: humantime::format_duration(value).to_string(),
+                    expected: match key {
+                        "backlog-span" | "late-max" => "a duration of at most 800 days",
+                        "incident-update-after" => "a duration of at most 30 days",
+                        "index-lag" => "a duration of at most 1 day",
+                        "token-ttl" => "a duration of at most 366 days",
+                        _ => "a duration of at most 10 minutes",
+                    },
+                });
+            }
         }
         if self.max_page_size == 0 {
             return Err(ConfigError::Invalid {
@@ -205,9 +239,9 @@ impl FaultUpdate {
                 path: "request body".to_owned(),
                 reason: err.to_string(),
             })?;
-        serde_json::from_value(kebab_keys(value)).map_err(|err| ConfigError::Parse {
+        serde_path_to_error::deserialize(kebab_keys(value)).map_err(|err| ConfigError::Parse {
             path: "request body".to_owned(),
-            reason: err.to_string(),
+            reason: format!("key {}: {}", err.path(), err.inner()),
         })
     }
 

@@ -49,6 +49,15 @@ struct Incident {
     pending: Vec<(i64, &'static str, Option<&'static str>)>,
 }
 
+#[derive(Debug)]
+struct OpenIncident {
+    id: Arc<str>,
+    /// Events still to join, this one included.
+    remaining: usize,
+    /// `dateTime` of the first event, where the incident's window starts.
+    first_date_time_ms: i64,
+}
+
 /// All records, ordered for searching.
 #[derive(Debug)]
 pub struct Data {
@@ -66,8 +75,10 @@ pub struct Data {
     incident_events: HashMap<Arc<str>, Vec<Arc<Record>>>,
     events_by_id: HashMap<Arc<str>, Arc<Record>>,
     ignored_by_id: HashMap<Arc<str>, Arc<Record>>,
-    /// Incident that new events are still joining, with how many more join.
-    open_incident: Option<(Arc<str>, usize)>,
+    /// Incident whose events are still being generated; it is created with
+    /// its last event, so every event of an incident exists by the time the
+    /// incident does, as when an analyst opens one over past changes.
+    open_incident: Option<OpenIncident>,
     events_since_incident: usize,
     /// Fraction of an event owed by the arrival rate, carried between ticks.
     arrival_carry: f64,
@@ -121,8 +132,12 @@ impl Data {
     /// Adds the events owed by `config.rate` since the last tick, all
     /// processed in this same millisecond, and applies incident changes
     /// that have come due.
+    ///
+    /// At most one second of arrivals is added per tick: when the process
+    /// stalls longer, the rest is skipped instead of blocking searches
+    /// while a huge batch is built.
     pub fn tick(&mut self, config: &SimConfig, now_ms: i64) {
-        let elapsed_sec = (now_ms - self.last_tick_ms).max(0) as f64 / 1000.0;
+        let elapsed_sec = ((now_ms - self.last_tick_ms).max(0) as f64 / 1000.0).min(1.0);
         self.last_tick_ms = now_ms;
         let owed = config.rate * elapsed_sec + self.arrival_carry;
         let count = owed.floor();
@@ -286,29 +301,30 @@ impl Data {
         processed_ms: i64,
         date_time_ms: i64,
     ) -> Option<Arc<str>> {
-        if let Some((id, remaining)) = &mut self.open_incident {
-            let id = id.clone();
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.open_incident = None;
+        if self.open_incident.is_none() {
+            if config.incident_every == 0 {
+                return None;
             }
-            return Some(id);
+            self.events_since_incident += 1;
+            if self.events_since_incident < config.incident_every {
+                return None;
+            }
+            self.events_since_incident = 0;
+            self.open_incident = Some(OpenIncident {
+                id: Arc::from(self.generator.uuid()),
+                remaining: usize::try_from(self.generator.between(1, 5)).unwrap_or(1),
+                first_date_time_ms: date_time_ms,
+            });
         }
-        if config.incident_every == 0 {
-            return None;
-        }
-        self.events_since_incident += 1;
-        if self.events_since_incident < config.incident_every {
-            return None;
-        }
-        self.events_since_incident = 0;
 
-        let id: Arc<str> = Arc::from(self.generator.uuid());
-        let members = usize::try_from(self.generator.between(1, 5)).unwrap_or(1);
-        if members > 1 {
-            self.open_incident = Some((id.clone(), members - 1));
+        let open = self.open_incident.as_mut()?;
+        open.remaining -= 1;
+        let id = open.id.clone();
+        if open.remaining == 0 {
+            let first_date_time_ms = open.first_date_time_ms;
+            self.open_incident = None;
+            self.open_new_incident(config, id.clone(), processed_ms, first_date_time_ms);
         }
-        self.open_new_incident(config, id.clone(), processed_ms, date_time_ms);
         Some(id)
     }
 
@@ -488,9 +504,22 @@ mod tests {
             ..SimConfig::default()
         };
         let mut data = Data::new(&config, 1_000_000);
+        data.tick(&config, 1_000_800);
+        let added = data.events.len() + data.ignored.len();
+        assert_eq!(added, 80);
+    }
+
+    #[test]
+    fn stalled_tick_adds_at_most_one_second() {
+        let config = SimConfig {
+            backlog: 0,
+            rate: 100.0,
+            ..SimConfig::default()
+        };
+        let mut data = Data::new(&config, 1_000_000);
         data.tick(&config, 1_500_000);
         let added = data.events.len() + data.ignored.len();
-        assert_eq!(added, 50_000);
+        assert_eq!(added, 100);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use config::{BlockedStatus, FaultUpdate, RateLimit, SimConfig};
 pub use data::Stream;
 pub use record::parse_time_ms;
 pub use search::PAGING_WINDOW;
-pub use server::RequestLogEntry;
+pub use server::{MAX_LOG_ENTRIES, RequestLogEntry};
 
 /// How often new events arrive and incident changes come due.
 const TICK: Duration = Duration::from_millis(50);
@@ -50,7 +50,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// Errors starting the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("failed to listen on {addr}: {source}")]
+    #[error("failed to listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -81,7 +81,9 @@ impl Simulator {
         })?;
 
         let key: [u8; 32] = rand::random();
-        let backlog_config = config.clone();
+        let mut backlog_config = config.clone();
+        // Port 0 becomes the port bound, so the settings show it.
+        backlog_config.listen = addr;
         // Building a large backlog takes seconds of CPU: keep it off the
         // async workers.
         let shared = tokio::task::spawn_blocking(move || server::Shared::new(backlog_config, key))
@@ -142,13 +144,16 @@ impl SimHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Returns every request served so far, oldest first.
+    /// Returns the requests served so far, oldest first: the last
+    /// [`MAX_LOG_ENTRIES`] of them.
     pub fn request_log(&self) -> Vec<RequestLogEntry> {
         self.shared
             .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Lists every id of `stream` a client can see now.

@@ -12,7 +12,9 @@ use fim_sim::{BlockedStatus, RateLimit, SimConfig, Simulator};
 
 /// Simulated Qualys File Integrity Monitoring API for tests, benchmarks and
 /// demos. Every setting can also come from a TOML file (`--config`) with the
-/// same names as the flags; flags win over the file.
+/// same names as the flags; flags win over the file. The limits are on by
+/// default, as on a typical subscription: 300 calls per hour, 2 at once; pass
+/// `--rate-limit 0 --concurrency-limit 0` to turn them off.
 #[derive(Debug, Parser)]
 #[command(name = "fim-sim", version)]
 struct Cli {
@@ -138,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let config = Cli::parse().into_config()?;

@@ -16,6 +16,10 @@ use std::fmt;
 
 use crate::record::{FieldValue, Record, is_date_field, lookup, parse_time_ms};
 
+/// Deepest nesting of parentheses and `not` a filter may use; deeper
+/// filters are rejected before they can exhaust the parser's stack.
+pub const MAX_NESTING: usize = 64;
+
 /// Earliest `dateTime` a filter may ask for, as documented for the FIM API.
 pub const EARLIEST_DATE_TIME_MS: i64 = 1_483_228_800_000; // 2017-01-01T00:00:00Z
 
@@ -82,6 +86,7 @@ pub fn parse(text: &str, known_fields: &[&str]) -> Result<Filter, FilterError> {
         next: 0,
         known_fields,
         end: text.chars().count(),
+        depth: 0,
     };
     let filter = parser.parse_or()?;
     if let Some(token) = parser.tokens.get(parser.next) {
@@ -361,6 +366,8 @@ struct Parser<'a> {
     known_fields: &'a [&'a str],
     /// Length of the filter text, the position reported for "ended early".
     end: usize,
+    /// Parentheses and `not` currently open.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -419,21 +426,36 @@ impl Parser<'_> {
 
     fn parse_not(&mut self) -> Result<Filter, FilterError> {
         if self.at_keyword("not") {
+            self.enter()?;
             self.next += 1;
-            return Ok(Filter::Not(Box::new(self.parse_not()?)));
+            let inner = self.parse_not()?;
+            self.depth -= 1;
+            return Ok(Filter::Not(Box::new(inner)));
         }
         self.parse_primary()
+    }
+
+    fn enter(&mut self) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.error(format!(
+                "the filter nests parentheses and 'not' deeper than {MAX_NESTING} levels"
+            ));
+        }
+        Ok(())
     }
 
     fn parse_primary(&mut self) -> Result<Filter, FilterError> {
         match self.peek() {
             Some(TokenKind::Open) => {
+                self.enter()?;
                 self.next += 1;
                 let inner = self.parse_or()?;
                 if self.peek() != Some(&TokenKind::Close) {
                     return self.error("missing ')' to close the '(' before it");
                 }
                 self.next += 1;
+                self.depth -= 1;
                 Ok(inner)
             }
             Some(TokenKind::Word(_)) => self.parse_condition(),
@@ -492,9 +514,19 @@ impl Parser<'_> {
                     self.next = self.next.saturating_sub(1);
                     return self.error("missing ']' to close the range");
                 }
-                if let (Literal::Time(from), Literal::Time(to)) = (&first, &to)
-                    && from > to
-                {
+                let reversed = match (&first, &to) {
+                    (Literal::Time(from), Literal::Time(to)) => from > to,
+                    (
+                        Literal::Value {
+                            number: Some(from), ..
+                        },
+                        Literal::Value {
+                            number: Some(to), ..
+                        },
+                    ) => from > to,
+                    _ => false,
+                };
+                if reversed {
                     return Err(FilterError {
                         message: format!("the range on '{field}' ends before it starts"),
                         position: start,
@@ -588,7 +620,8 @@ impl Parser<'_> {
             && *ms < EARLIEST_DATE_TIME_MS
         {
             return Err(FilterError {
-                message: "'dateTime' cannot start before 2017-01-01T00:00:00.000Z".to_owned(),
+                message: "'dateTime' values before 2017-01-01T00:00:00.000Z are not accepted"
+                    .to_owned(),
                 position,
             });
         }
@@ -723,6 +756,30 @@ mod tests {
     fn rejects_two_conditions_without_keyword() {
         let err = parse("action: Create platform: LINUX", FIELDS).unwrap_err();
         assert!(err.message.contains("unexpected"), "{err}");
+    }
+
+    #[test]
+    fn rejects_deep_nesting() {
+        let text = format!("{}action: Create{}", "(".repeat(2_000), ")".repeat(2_000));
+        let err = parse(&text, FIELDS).unwrap_err();
+        assert!(err.message.contains("deeper than"), "{err}");
+    }
+
+    #[test]
+    fn rejects_long_not_chain() {
+        let text = format!("{}action: Create", "not ".repeat(10_000));
+        let err = parse(&text, FIELDS).unwrap_err();
+        assert!(err.message.contains("deeper than"), "{err}");
+    }
+
+    #[test]
+    fn accepts_nesting_at_the_limit() {
+        let text = format!(
+            "{}action: Create{}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(parse(&text, FIELDS).is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! counts.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone, Utc};
@@ -16,6 +16,13 @@ use crate::record::{FieldValue, Record, format_zulu, is_date_field, lookup, pars
 /// Rows a `pageNumber` search can reach: `(pageNumber + 1) × pageSize` may
 /// not pass it, as in the Elasticsearch index behind the API.
 pub const PAGING_WINDOW: usize = 10_000;
+
+/// Most fields a `groupBy` may name, and most keys a `sort` may have.
+pub const MAX_GROUP_FIELDS: usize = 4;
+pub const MAX_SORT_KEYS: usize = 8;
+
+/// Values of one multi-valued field a record is counted under, at most.
+const MAX_VALUES_PER_FIELD: usize = 64;
 
 /// `pageSize` when the request gives none, as documented for v1.
 pub const DEFAULT_PAGE_SIZE: usize = 10;
@@ -376,6 +383,12 @@ impl CountRequest {
     pub fn parse(params: &Params, fields: &[&str]) -> Result<Self, ApiError> {
         let filter = parse_filter(params, fields)?;
         let group_by = params.list("groupBy")?.unwrap_or_default();
+        if group_by.len() > MAX_GROUP_FIELDS {
+            return Err(ApiError::bad_request(format!(
+                "groupBy names {} fields; at most {MAX_GROUP_FIELDS} are allowed",
+                group_by.len()
+            )));
+        }
         for field in &group_by {
             check_field(field, fields, "groupBy")?;
         }
@@ -422,15 +435,35 @@ impl CountRequest {
         let mut groups: BTreeMap<Vec<String>, u64> = BTreeMap::new();
         for record in matching {
             let mut parsed = None;
-            let key: Vec<String> = self
-                .group_by
-                .iter()
-                .map(|field| {
-                    let value = lookup(record, field, &mut parsed).into_iter().next();
-                    self.group_key(value)
-                })
-                .collect();
-            *groups.entry(key).or_default() += 1;
+            // A record counts once in the group of each of its values (each
+            // address of a host with two interfaces), as a terms aggregation
+            // counts it; with several fields, once per combination.
+            let mut keys: Vec<Vec<String>> = vec![Vec::new()];
+            for field in &self.group_by {
+                let mut values: Vec<String> = lookup(record, field, &mut parsed)
+                    .into_iter()
+                    .map(|value| self.group_key(Some(value)))
+                    .collect();
+                values.sort();
+                values.dedup();
+                if values.is_empty() {
+                    values.push(self.group_key(None));
+                }
+                values.truncate(MAX_VALUES_PER_FIELD);
+                keys = keys
+                    .into_iter()
+                    .flat_map(|prefix| {
+                        values.iter().map(move |value| {
+                            let mut key = prefix.clone();
+                            key.push(value.clone());
+                            key
+                        })
+                    })
+                    .collect();
+            }
+            for key in keys {
+                *groups.entry(key).or_default() += 1;
+            }
         }
 
         let mut rows: Vec<(Vec<String>, u64)> = groups.into_iter().collect();
@@ -473,8 +506,14 @@ impl CountRequest {
 
 /// Group counts that keep the order rows were inserted in (largest first,
 /// or by time), which a `serde_json::Map` would re-sort by key.
+/// The nesting is one level per `groupBy` field, so at most
+/// [`MAX_GROUP_FIELDS`] deep.
 #[derive(Debug, Default)]
-struct Groups(Vec<(String, GroupNode)>);
+struct Groups {
+    rows: Vec<(String, GroupNode)>,
+    /// Position in `rows` of each nested group.
+    index: HashMap<String, usize>,
+}
 
 #[derive(Debug)]
 enum GroupNode {
@@ -488,18 +527,19 @@ impl Groups {
             return;
         };
         if rest.is_empty() {
-            self.0.push((head.clone(), GroupNode::Count(count)));
+            self.rows.push((head.clone(), GroupNode::Count(count)));
             return;
         }
-        let position = match self.0.iter().position(|(name, _)| name == head) {
-            Some(position) => position,
+        let position = match self.index.get(head) {
+            Some(position) => *position,
             None => {
-                self.0
+                self.rows
                     .push((head.clone(), GroupNode::Nested(Groups::default())));
-                self.0.len() - 1
+                self.index.insert(head.clone(), self.rows.len() - 1);
+                self.rows.len() - 1
             }
         };
-        if let GroupNode::Nested(child) = &mut self.0[position].1 {
+        if let GroupNode::Nested(child) = &mut self.rows[position].1 {
             child.insert(rest, count);
         }
     }
@@ -507,7 +547,7 @@ impl Groups {
     /// Renders the groups as a JSON object with the keys in order.
     fn into_value(self) -> RawJson {
         let mut out = String::from("{");
-        for (index, (key, node)) in self.0.into_iter().enumerate() {
+        for (index, (key, node)) in self.rows.into_iter().enumerate() {
             if index > 0 {
                 out.push(',');
             }
@@ -555,12 +595,14 @@ impl Interval {
             return Err(invalid());
         }
         let digits = &text[..text.len() - unit.len_utf8()];
-        let count = if digits.is_empty() {
+        let count: u32 = if digits.is_empty() {
             1
-        } else {
+        } else if digits.bytes().all(|byte| byte.is_ascii_digit()) {
             digits.parse().map_err(|_| invalid())?
+        } else {
+            return Err(invalid());
         };
-        if count == 0 {
+        if count == 0 || count > 10_000 {
             return Err(invalid());
         }
         Ok(Self { count, unit })
@@ -629,10 +671,20 @@ fn parse_sort(text: &str, fields: &[&str]) -> Result<Vec<SortKey>, ApiError> {
         return Err(invalid("not a JSON array"));
     };
     let mut keys = Vec::new();
+    if items.len() > MAX_SORT_KEYS {
+        return Err(invalid(&format!(
+            "at most {MAX_SORT_KEYS} sort keys are allowed"
+        )));
+    }
     for item in items {
         let Value::Object(object) = item else {
             return Err(invalid("each item must be an object"));
         };
+        // The object's keys would come back in alphabetical order, losing
+        // the order asked for, so each object names one field.
+        if object.len() != 1 {
+            return Err(invalid("each item must name exactly one field"));
+        }
         for (field, direction) in object {
             check_field(&field, fields, "sort")?;
             let descending = match direction.as_str().map(str::to_ascii_lowercase).as_deref() {
@@ -652,7 +704,11 @@ fn parse_sort(text: &str, fields: &[&str]) -> Result<Vec<SortKey>, ApiError> {
 
 fn check_field(field: &str, fields: &[&str], parameter: &str) -> Result<(), ApiError> {
     let top = field.split('.').next().unwrap_or(field);
-    if fields.contains(&top) {
+    let well_formed = !field.split('.').any(str::is_empty)
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+    if well_formed && fields.contains(&top) {
         return Ok(());
     }
     Err(ApiError::bad_request(format!(
@@ -765,6 +821,10 @@ fn sort_value(value: &Option<FieldValue>) -> Value {
     match value {
         None => Value::Null,
         Some(FieldValue::Time(ms)) => Value::from(*ms),
+        // Whole numbers go back as integers, as the record has them.
+        Some(FieldValue::Number(number)) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+            Value::from(*number as i64)
+        }
         Some(FieldValue::Number(number)) => {
             serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number)
         }
@@ -876,6 +936,29 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn sort_rejects_two_fields_in_one_object() {
+        let err = parse_sort(r#"[{"processedTime":"desc","id":"asc"}]"#, EVENT_FIELDS).unwrap_err();
+        assert!(err.message.contains("exactly one field"), "{}", err.message);
+    }
+
+    #[test]
+    fn sort_rejects_too_many_keys() {
+        let text = format!("[{}]", [r#"{"id":"asc"}"#; 9].join(","));
+        assert!(parse_sort(&text, EVENT_FIELDS).is_err());
+    }
+
+    #[test]
+    fn sort_rejects_empty_path_segment() {
+        assert!(parse_sort(r#"[{"asset..name":"asc"}]"#, EVENT_FIELDS).is_err());
+    }
+
+    #[test]
+    fn interval_rejects_signs_and_huge_counts() {
+        assert!(Interval::parse("+1d").is_err());
+        assert!(Interval::parse("4294967295y").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the Qualys FIM routes, the guard that applies auth, limits and faults to
 //! every API call, and the `/__sim/` control routes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,19 @@ use crate::search::{CountRequest, Params, SearchRequest, project};
 /// Largest request body the API accepts.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// Part of a request body (or query string) kept in the request log.
+const REQUEST_TEXT_BYTES: usize = 1024;
+
+/// Characters of a request path kept in the request log.
+const LOGGED_PATH_CHARS: usize = 256;
+
+/// Entries the request log keeps; older ones are dropped first, so a long
+/// run or a flood of requests cannot grow memory without bound.
+pub const MAX_LOG_ENTRIES: usize = 200_000;
+
+/// Time a client has to send its request headers, and then its body.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// State shared by every connection and the arrival task.
 #[derive(Debug)]
 pub struct Shared {
@@ -43,7 +56,7 @@ pub struct Shared {
     pub data: RwLock<Data>,
     pub tokens: Mutex<TokenIssuer>,
     pub limiter: Mutex<Limiter>,
-    pub log: Mutex<Vec<RequestLogEntry>>,
+    pub log: Mutex<VecDeque<RequestLogEntry>>,
     /// Draws fault decisions; seeded so a run with the same seed injects the
     /// same sequence of faults.
     pub fault_rng: Mutex<ChaCha8Rng>,
@@ -59,6 +72,9 @@ pub struct RequestLogEntry {
     /// HTTP status sent; 0 when the connection was reset instead.
     pub status: u16,
     pub request_bytes: usize,
+    /// The query string (GET) or body (POST), cut at 4 KiB.
+    #[serde(default)]
+    pub request: String,
     pub response_bytes: usize,
     pub duration_ms: u64,
     /// `X-RateLimit-ToWait-Sec` (or `Retry-After`) of a blocked call.
@@ -79,7 +95,7 @@ impl Shared {
             data: RwLock::new(data),
             tokens: Mutex::new(TokenIssuer::new(key)),
             limiter: Mutex::new(Limiter::default()),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(VecDeque::new()),
             fault_rng: Mutex::new(fault_rng),
         }
     }
@@ -91,11 +107,15 @@ impl Shared {
             .clone()
     }
 
-    pub fn record(&self, entry: RequestLogEntry) {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry);
+    pub fn record(&self, mut entry: RequestLogEntry) {
+        if let Some((cut, _)) = entry.path.char_indices().nth(LOGGED_PATH_CHARS) {
+            entry.path.truncate(cut);
+        }
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.len() >= MAX_LOG_ENTRIES {
+            log.pop_front();
+        }
+        log.push_back(entry);
     }
 
     /// Applies a runtime settings change.
@@ -159,6 +179,8 @@ pub async fn serve(
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(REQUEST_READ_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(io, service);
             tokio::select! {
@@ -299,6 +321,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/__sim/faults", get(sim_settings).post(sim_faults))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(405, "method not allowed on this endpoint")
+        })
         .with_state(shared)
 }
 
@@ -312,17 +337,27 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     let control = request.extensions().get::<ConnectionControl>().cloned();
 
     let (parts, body) = request.into_parts();
-    let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
+    let body = match tokio::time::timeout(REQUEST_READ_TIMEOUT, to_bytes(body, MAX_REQUEST_BYTES))
+        .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             return ApiError::new(
                 413,
                 format!("request body larger than {MAX_REQUEST_BYTES} bytes"),
             )
             .into_response();
         }
+        Err(_) => {
+            return ApiError::new(408, "the request body did not arrive in time").into_response();
+        }
     };
     let request_bytes = body.len();
+    let request_text = if body.is_empty() {
+        parts.uri.query().unwrap_or_default().to_owned()
+    } else {
+        String::from_utf8_lossy(&body[..body.len().min(REQUEST_TEXT_BYTES)]).into_owned()
+    };
     let request = Request::from_parts(parts, Body::from(body));
 
     let log = |status: u16, response_bytes: usize, wait_sec: Option<u64>, fault: Option<&str>| {
@@ -332,6 +367,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
             path: path.clone(),
             status,
             request_bytes,
+            request: request_text.clone(),
             response_bytes,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             wait_sec,
@@ -343,7 +379,11 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            // The scheme name is case-insensitive (RFC 7235, section 2.1).
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .is_some_and(|token| {
             shared
                 .tokens
@@ -446,13 +486,14 @@ fn insert_header(response: &mut Response, name: &'static str, value: String) {
     }
 }
 
-async fn auth(
-    State(shared): State<Arc<Shared>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn auth(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let started = Instant::now();
     let time_ms = now_ms();
     let config = shared.config();
+    // The form is parsed whatever the Content-Type says, as lenient
+    // gateways do; the password it carries is never logged.
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let request_bytes = body.len();
     let response = if form.get("token").map(String::as_str) != Some("true") {
         ApiError::bad_request("send token=true to receive a JSON Web Token")
     } else if form.get("username") != Some(&config.username)
@@ -471,7 +512,8 @@ async fn auth(
             method: "POST".to_owned(),
             path: "/auth".to_owned(),
             status: 201,
-            request_bytes: 0,
+            request_bytes,
+            request: String::new(),
             response_bytes: token.len(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
             wait_sec: None,
@@ -489,7 +531,8 @@ async fn auth(
         method: "POST".to_owned(),
         path: "/auth".to_owned(),
         status: response.status,
-        request_bytes: 0,
+        request_bytes,
+        request: String::new(),
         response_bytes: response.body().len(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
         wait_sec: None,
@@ -745,16 +788,15 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct IdsQuery {
-    stream: String,
-}
-
-async fn sim_ids(State(shared): State<Arc<Shared>>, Query(query): Query<IdsQuery>) -> Response {
-    let Some(stream) = Stream::parse(&query.stream) else {
+async fn sim_ids(State(shared): State<Arc<Shared>>, Query(query): QueryPairs) -> Response {
+    let name = query
+        .iter()
+        .find(|(key, _)| key == "stream")
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    let Some(stream) = Stream::parse(name) else {
         return ApiError::bad_request(format!(
-            "unknown stream '{}': use events, ignored_events, incidents or incident_events",
-            query.stream
+            "unknown stream '{name}': use stream=events, ignored_events, incidents or incident_events"
         ))
         .into_response();
     };
@@ -778,7 +820,14 @@ async fn sim_requests(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn sim_settings(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(serde_json::to_string(&shared.config()).unwrap_or_default())
+    json_response(settings_json(&shared.config()))
+}
+
+/// The settings as `/__sim/faults` shows them, password hidden.
+fn settings_json(config: &SimConfig) -> String {
+    let mut shown = config.clone();
+    shown.password = "<redacted>".to_owned();
+    serde_json::to_string(&shown).unwrap_or_default()
 }
 
 async fn sim_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -787,7 +836,7 @@ async fn sim_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
         Err(err) => return ApiError::bad_request(err.to_string()).into_response(),
     };
     match shared.apply(&update) {
-        Ok(config) => json_response(serde_json::to_string(&config).unwrap_or_default()),
+        Ok(config) => json_response(settings_json(&config)),
         Err(err) => ApiError::bad_request(err.to_string()).into_response(),
     }
 }

@@ -791,3 +791,122 @@ async fn records_older_than_15_months_are_not_served() {
         assert!(happened >= cutoff.timestamp_millis());
     }
 }
+
+// ---- hostile requests ----
+
+#[tokio::test]
+async fn deeply_nested_filter_is_400_and_server_lives() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let filter = "(".repeat(3_000);
+    let response = client
+        .post("/fim/v2/events/count", json!({ "filter": filter }))
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("deeper than"),
+        "{body}"
+    );
+    assert_eq!(
+        client
+            .post("/fim/v2/events/count", json!({}))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn too_many_group_by_fields_is_400() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let group_by = vec!["action"; 30_000].join(",");
+    let response = client
+        .post("/fim/v2/events/count", json!({ "groupBy": group_by }))
+        .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn group_by_counts_every_value_of_a_list_field() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let page = client
+        .post_json(
+            "/fim/v2/events/search",
+            json!({ "filter": "platform: WINDOWS", "pageSize": 1 }),
+        )
+        .await;
+    let interfaces = page[0]["data"]["asset"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(interfaces.len() >= 2, "a Windows asset has two interfaces");
+    let address = interfaces[1]["address"].as_str().unwrap().to_owned();
+
+    let filter = format!("asset.interfaces.address: '{address}'");
+    let count = client
+        .post_json("/fim/v2/events/count", json!({ "filter": filter }))
+        .await["count"]
+        .as_u64()
+        .unwrap();
+    let groups = client
+        .post_json(
+            "/fim/v2/events/count",
+            json!({ "filter": filter, "groupBy": "asset.interfaces.address" }),
+        )
+        .await;
+    assert_eq!(groups[&address].as_u64(), Some(count), "{groups}");
+}
+
+#[tokio::test]
+async fn lowercase_bearer_scheme_is_accepted() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let response = client
+        .http
+        .post(format!("{}/fim/v2/events/count", client.base))
+        .header("Authorization", format!("bearer {}", client.token))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn endless_rate_is_rejected() {
+    let sim = start(quiet_config()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/__sim/faults", sim.base_url()))
+        .json(&json!({ "rate": 1e308 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(sim.config().rate, 0.0);
+}
+
+#[tokio::test]
+async fn settings_hide_password_and_show_bound_port() {
+    let sim = start(quiet_config()).await;
+    let settings: Value = reqwest::get(format!("{}/__sim/faults", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["password"], "<redacted>");
+    assert_eq!(settings["listen"], sim.addr().to_string());
+}
+
+#[tokio::test]
+async fn wrong_method_gets_json_405() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let response = client.get("/fim/v2/events/search", &[]).await;
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "405");
+}
