@@ -1,0 +1,276 @@
+//! Checkpoints: where each stream's lanes stand, plus the dedup cache, so a
+//! restart resumes after the last acknowledged record and does not resend.
+//!
+//! [`FileCheckpointStore`] writes `checkpoint.json` in the state directory
+//! by atomic replace: a temporary file is written and fsynced, renamed over
+//! the old one, and the directory is fsynced, so a crash leaves either the
+//! old or the new checkpoint, never a torn one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the checkpoint format this build writes and reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+const FILE_NAME: &str = "checkpoint.json";
+
+/// Everything a restart needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceState {
+    pub version: u32,
+    /// By stream name (`events`, `incidents`...).
+    pub streams: BTreeMap<String, StreamState>,
+}
+
+/// One stream's position and recently delivered keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamState {
+    /// By lane name (`processedTime`, `createdBy.date`...).
+    pub lanes: BTreeMap<String, Cursor>,
+    /// Acknowledged dedup keys with the time (epoch ms) they were seen.
+    #[serde(default)]
+    pub dedup: Vec<(String, i64)>,
+}
+
+/// A position in a lane, built from record data: every record before
+/// `time_ms` and the records at `time_ms` whose ids are listed have been
+/// acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    pub time_ms: i64,
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+impl Cursor {
+    pub fn at(time_ms: i64) -> Self {
+        Self {
+            time_ms,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Moves past the record `id` at `time_ms`; records arrive in order, so
+    /// a later time starts a new list of ids.
+    pub fn advance(&mut self, time_ms: i64, id: &str) {
+        if time_ms > self.time_ms {
+            self.time_ms = time_ms;
+            self.ids.clear();
+        }
+        if time_ms == self.time_ms && !self.ids.iter().any(|known| known == id) {
+            self.ids.push(id.to_owned());
+        }
+    }
+}
+
+/// Where checkpoints are kept.
+pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
+    /// Returns the saved state, or `None` on a first run.
+    fn load(&self) -> Result<Option<SourceState>, CheckpointError>;
+    /// Replaces the saved state.
+    fn save(&self, state: &SourceState) -> Result<(), CheckpointError>;
+}
+
+/// Checkpoint store errors; each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("failed to read checkpoint {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "checkpoint {path} is corrupt ({reason}); move it away to start from source.start_from \
+         (records since then are sent again), or restore a backup"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "checkpoint {path} has version {found}, this build reads version {CHECKPOINT_VERSION}; \
+         run the fim-forwarder release that wrote it, or move the file away to start over"
+    )]
+    UnknownVersion { path: PathBuf, found: u64 },
+    #[error(
+        "failed to write checkpoint {path}: {source}; check free space and permissions of the state directory"
+    )]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Stores the checkpoint as `checkpoint.json` in a state directory.
+#[derive(Debug, Clone)]
+pub struct FileCheckpointStore {
+    dir: PathBuf,
+}
+
+impl FileCheckpointStore {
+    /// Uses `dir`, creating it when missing.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| CheckpointError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load(&self) -> Result<Option<SourceState>, CheckpointError> {
+        let path = self.path();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Read { path, source }),
+        };
+        parse_state(&path, &text).map(Some)
+    }
+
+    fn save(&self, state: &SourceState) -> Result<(), CheckpointError> {
+        let path = self.path();
+        let temporary = self.dir.join(format!("{FILE_NAME}.tmp"));
+        let write_error = |source| CheckpointError::Write {
+            path: path.clone(),
+            source,
+        };
+
+        let text =
+            serde_json::to_vec(state).map_err(|err| write_error(std::io::Error::other(err)))?;
+        let mut file = File::create(&temporary).map_err(write_error)?;
+        file.write_all(&text).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        drop(file);
+        fs::rename(&temporary, &path).map_err(write_error)?;
+        sync_dir(&self.dir).map_err(write_error)?;
+        Ok(())
+    }
+}
+
+fn parse_state(path: &Path, text: &str) -> Result<SourceState, CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| corrupt(format!("not JSON: {err}")))?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("no version field".to_owned()))?;
+    if version != u64::from(CHECKPOINT_VERSION) {
+        return Err(CheckpointError::UnknownVersion {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    serde_json::from_value(value).map_err(|err| corrupt(err.to_string()))
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SourceState {
+        let mut streams = BTreeMap::new();
+        let mut lanes = BTreeMap::new();
+        lanes.insert(
+            "processedTime".to_owned(),
+            Cursor {
+                time_ms: 1_714_558_601_502,
+                ids: vec!["a".to_owned(), "b".to_owned()],
+            },
+        );
+        streams.insert(
+            "events".to_owned(),
+            StreamState {
+                lanes,
+                dedup: vec![("a".to_owned(), 1)],
+            },
+        );
+        SourceState {
+            version: CHECKPOINT_VERSION,
+            streams,
+        }
+    }
+
+    #[test]
+    fn saved_state_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn missing_file_is_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path().join("new")).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_file_names_path_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        fs::write(store.path(), "{\"version\":1,\"streams\":").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("checkpoint.json"), "{err}");
+        assert!(err.contains("move it away"), "{err}");
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        fs::write(store.path(), "{\"version\":7,\"streams\":{}}").unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::UnknownVersion { found: 7, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn save_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        store.save(&sample()).unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["checkpoint.json"]);
+    }
+
+    #[test]
+    fn cursor_restarts_id_list_at_later_time() {
+        let mut cursor = Cursor::at(10);
+        cursor.advance(10, "a");
+        cursor.advance(10, "b");
+        cursor.advance(11, "c");
+        assert_eq!(
+            cursor,
+            Cursor {
+                time_ms: 11,
+                ids: vec!["c".to_owned()]
+            }
+        );
+    }
+}
