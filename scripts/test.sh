@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The one test command: prepares this machine (toolchain components and the
-# real services the tests talk to, each only when missing), then runs the
-# format check, clippy and every test in the workspace.
+# The one test command: prepares this machine, then runs the format check,
+# clippy and every test in the workspace. Today the tests need only the
+# toolchain components (the simulator they talk to runs inside the tests);
+# the real brokers and receivers the sink tests need are set up here, each
+# only when missing, as those tests arrive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
