@@ -24,12 +24,14 @@ pub enum Encoding {
     /// ArcSight Common Event Format line, without a syslog header.
     Cef,
     /// RFC 5424 syslog message carrying CEF or compact JSON.
+    #[serde(alias = "syslog")]
     SyslogRfc5424,
     /// RFC 3164 (BSD) syslog message carrying CEF or compact JSON.
     SyslogRfc3164,
     /// The record as received, wrapped with its stream and fetch metadata.
     Json,
     /// The record as received with nested fields flattened to dotted keys.
+    #[serde(alias = "flat")]
     FlatJson,
 }
 

@@ -4,8 +4,11 @@
 //! came from and how it was fetched:
 //!
 //! ```json
-//! {"stream":"events","fetch":{"fetched_at":"…","api_version":"v2","sort_values":[…]},"data":{…}}
+//! {"id":"…","stream":"events","fetch":{"fetched_at":"…","api_version":"v2","sort_values":[…]},"data":{…}}
 //! ```
+//!
+//! `id` is repeated at the top level so consumers find the dedup key without
+//! knowing the record's shape.
 //!
 //! The flattened document has one member per leaf value, named by its dotted
 //! path (`data.asset.interfaces.0.address`), for destinations without nested
@@ -42,6 +45,7 @@ impl Encoder for JsonEncoder {
 /// Appends the "as received" envelope of an already filtered record.
 pub(crate) fn write_envelope(record: &Record, policy: &FieldPolicy, out: &mut Vec<u8>) {
     let mut root = Object::begin(out);
+    root.str(out, "id", record.id());
     root.str(out, "stream", record.kind().stream_name());
 
     if let Some(fetch) = record.fetch() {
@@ -106,6 +110,7 @@ impl Encoder for FlatJsonEncoder {
     fn encode(&self, record: &Record, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let record = self.policy.apply(record);
         let mut root = Object::begin(out);
+        root.str(out, "id", record.id());
         root.str(out, "stream", record.kind().stream_name());
 
         if let Some(fetch) = record.fetch() {
@@ -199,14 +204,14 @@ mod tests {
         );
         assert_eq!(
             out,
-            r#"{"stream":"events","data":{"z":1,"id":"a","newField":{"b":[1]}}}"#
+            r#"{"id":"a","stream":"events","data":{"z":1,"id":"a","newField":{"b":[1]}}}"#
         );
     }
 
     #[test]
     fn envelope_drops_content_by_default() {
         let out = encode(&JsonEncoder::default(), r#"{"id":"a","newContent":"pw"}"#);
-        assert_eq!(out, r#"{"stream":"events","data":{"id":"a"}}"#);
+        assert_eq!(out, r#"{"id":"a","stream":"events","data":{"id":"a"}}"#);
     }
 
     #[test]
@@ -215,7 +220,7 @@ mod tests {
         let out = encode(&FlatJsonEncoder::default(), raw);
         assert_eq!(
             out,
-            r#"{"stream":"events","data.id":"a","data.asset.interfaces.0.address":"10.0.0.1"}"#
+            r#"{"id":"a","stream":"events","data.id":"a","data.asset.interfaces.0.address":"10.0.0.1"}"#
         );
     }
 
@@ -224,7 +229,7 @@ mod tests {
         let out = encode(&FlatJsonEncoder::default(), r#"{"id":"a","profiles":[]}"#);
         assert_eq!(
             out,
-            r#"{"stream":"events","data.id":"a","data.profiles":[]}"#
+            r#"{"id":"a","stream":"events","data.id":"a","data.profiles":[]}"#
         );
     }
 
