@@ -1,6 +1,6 @@
 //! Counters every sink keeps; the forwarder exports them to Prometheus.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Live counters of one sink.
 #[derive(Debug, Default)]
@@ -17,6 +17,9 @@ pub struct SinkMetrics {
     pub bytes: AtomicU64,
     /// Records taken from the channel and not yet acknowledged.
     pub in_flight: AtomicU64,
+    /// Set while the sink cannot reach its destination; readiness is false
+    /// then. Sinks without a connection (stdout, file) never set it.
+    pub disconnected: AtomicBool,
 }
 
 /// A copy of the counters at one moment.

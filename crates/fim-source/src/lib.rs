@@ -25,6 +25,8 @@ pub use checkpoint::{CheckpointError, CheckpointStore, Cursor, FileCheckpointSto
 pub use client::{ApiObserver, FimClient, NoObserver};
 pub use config::{SourceConfig, StartFrom};
 pub use error::SourceError;
-pub use poller::{PAGING_WINDOW, Polled, SourceHandle, SourceOptions, StreamStatus, start};
+pub use poller::{
+    PAGING_WINDOW, Polled, SourceHandle, SourceMonitor, SourceOptions, StreamStatus, start,
+};
 pub use secret::Secret;
 pub use tracker::{AckToken, StreamTracker};

@@ -51,6 +51,9 @@ pub struct SourceOptions {
     /// Save the checkpoint this often while running; `None` saves only on
     /// [`SourceHandle::save`] and [`SourceHandle::stop`].
     pub checkpoint_interval: Option<Duration>,
+    /// Stop each stream once it has collected everything up to this time
+    /// (epoch ms), for a one-off backfill; `None` polls forever.
+    pub stop_at_ms: Option<i64>,
 }
 
 impl Default for SourceOptions {
@@ -58,6 +61,7 @@ impl Default for SourceOptions {
         Self {
             observer: Arc::new(crate::client::NoObserver),
             checkpoint_interval: Some(Duration::from_secs(5)),
+            stop_at_ms: None,
         }
     }
 }
@@ -69,6 +73,8 @@ pub enum StreamStatus {
     /// The stream stopped for good; the message says why and what to fix.
     Failed(String),
     Stopped,
+    /// A backfill reached its end time.
+    Finished,
 }
 
 /// The lanes of a stream: (lane name, field, kind searched).
@@ -196,6 +202,7 @@ pub async fn start(
             page_size: config.page_size,
             lag_ms: i64::try_from(config.lag.as_millis()).unwrap_or(0),
             poll_interval: config.poll_interval,
+            stop_at_ms: options.stop_at_ms,
         };
         tasks.push(tokio::spawn(
             poller.run(shutdown_rx.clone(), status.clone()),
@@ -233,6 +240,28 @@ pub async fn start(
         handle.tasks.push(task);
     }
     Ok(handle)
+}
+
+/// Read access to the streams of a running source.
+#[derive(Debug, Clone)]
+pub struct SourceMonitor {
+    streams: Vec<(RecordKind, Arc<StreamTracker>, Arc<Mutex<StreamStatus>>)>,
+}
+
+impl SourceMonitor {
+    /// Lists each stream with its status and tracker.
+    pub fn streams(&self) -> Vec<(RecordKind, StreamStatus, Arc<StreamTracker>)> {
+        self.streams
+            .iter()
+            .map(|(kind, tracker, status)| {
+                let status = status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                (*kind, status, tracker.clone())
+            })
+            .collect()
+    }
 }
 
 /// Saves checkpoints from a background task.
@@ -303,6 +332,18 @@ impl SourceHandle {
             })
     }
 
+    /// Returns a cloneable view of every stream's status and tracker, for
+    /// metrics and health checks.
+    pub fn monitor(&self) -> SourceMonitor {
+        SourceMonitor {
+            streams: self
+                .streams
+                .iter()
+                .map(|stream| (stream.kind, stream.tracker.clone(), stream.status.clone()))
+                .collect(),
+        }
+    }
+
     /// Returns `kind`'s tracker, for acknowledgement counts.
     pub fn tracker(&self, kind: RecordKind) -> Option<&Arc<StreamTracker>> {
         self.streams
@@ -311,12 +352,45 @@ impl SourceHandle {
             .map(|stream| &stream.tracker)
     }
 
-    /// Stops polling, waits for the tasks and saves the checkpoint.
-    pub async fn stop(mut self) -> Result<(), CheckpointError> {
+    /// Returns whether every stream has stopped, failed or finished.
+    pub fn all_done(&self) -> bool {
+        self.streams.iter().all(|stream| {
+            !matches!(
+                *stream.status.lock().unwrap_or_else(PoisonError::into_inner),
+                StreamStatus::Running
+            )
+        })
+    }
+
+    /// Lists each stream with its status.
+    pub fn statuses(&self) -> Vec<(RecordKind, StreamStatus)> {
+        self.streams
+            .iter()
+            .map(|stream| {
+                let status = stream
+                    .status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                (stream.kind, status)
+            })
+            .collect()
+    }
+
+    /// Stops polling and waits for the polling tasks, without saving: the
+    /// caller drains the pipeline first, then calls [`SourceHandle::save`].
+    /// Records already emitted stay tracked, so their acknowledgements still
+    /// move the checkpoint.
+    pub async fn stop_polling(&mut self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+    }
+
+    /// Stops polling, waits for the tasks and saves the checkpoint.
+    pub async fn stop(mut self) -> Result<(), CheckpointError> {
+        self.stop_polling().await;
         self.save()
     }
 }
@@ -387,6 +461,7 @@ struct StreamPoller {
     page_size: usize,
     lag_ms: i64,
     poll_interval: Duration,
+    stop_at_ms: Option<i64>,
 }
 
 impl StreamPoller {
@@ -398,6 +473,10 @@ impl StreamPoller {
             _ = shutdown.changed() => Ok(()),
         };
         let next = match result {
+            Ok(()) if self.stop_at_ms.is_some() && !*shutdown.borrow() => {
+                tracing::info!(stream, "backfill finished");
+                StreamStatus::Finished
+            }
             Ok(()) => {
                 tracing::info!(stream, "polling stopped");
                 StreamStatus::Stopped
@@ -415,13 +494,22 @@ impl StreamPoller {
             for index in 0..self.lanes.len() {
                 self.poll_lane(index).await?;
             }
+            if let Some(stop_at) = self.stop_at_ms
+                && now_ms() - self.lag_ms >= stop_at
+            {
+                // Every lane has now been polled up to the end time.
+                return Ok(());
+            }
             tokio::time::sleep(self.poll_interval).await;
         }
     }
 
     /// Fetches and emits everything in the lane's window.
     async fn poll_lane(&mut self, index: usize) -> Result<(), SourceError> {
-        let end = now_ms() - self.lag_ms;
+        let mut end = now_ms() - self.lag_ms;
+        if let Some(stop_at) = self.stop_at_ms {
+            end = end.min(stop_at);
+        }
         let from = self.lanes[index].fetch.time_ms;
         if end < from {
             return Ok(());
@@ -608,6 +696,7 @@ impl StreamPoller {
         } else {
             let key = record.dedup_key();
             if self.tracker.is_duplicate(&key) {
+                self.tracker.note_duplicate();
                 if let Some(point) = point {
                     self.tracker.mark(index, point);
                 }
@@ -658,6 +747,7 @@ impl StreamPoller {
                     .map(|time| (time.unix_ms(), record.id().to_owned()));
                 let key = record.dedup_key();
                 if self.tracker.is_duplicate(&key) {
+                    self.tracker.note_duplicate();
                     continue;
                 }
                 let ack = self.tracker.emit(index, None, key, now_ms());

@@ -3,6 +3,7 @@
 //! a prefix of emitted records that are all acknowledged.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::checkpoint::{Cursor, StreamState};
@@ -41,6 +42,10 @@ struct State {
 #[derive(Debug)]
 pub struct StreamTracker {
     state: Mutex<State>,
+    /// Records emitted so far.
+    emitted: AtomicU64,
+    /// Records dropped because they were delivered before.
+    duplicates: AtomicU64,
 }
 
 /// Acknowledges one emitted record once the destination has it.
@@ -73,7 +78,23 @@ impl StreamTracker {
                 dedup,
                 in_flight: HashMap::new(),
             }),
+            emitted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
         })
+    }
+
+    /// Counts a record dropped as a duplicate.
+    pub fn note_duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns how many records were emitted and how many dropped as
+    /// duplicates since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.emitted.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+        )
     }
 
     /// Tells whether a record with this dedup key was already delivered or
@@ -91,6 +112,7 @@ impl StreamTracker {
         key: String,
         now_ms: i64,
     ) -> AckToken {
+        self.emitted.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
