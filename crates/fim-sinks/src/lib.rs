@@ -15,9 +15,11 @@ pub mod dead_letter;
 pub mod file;
 pub mod lines;
 pub mod metrics;
+pub mod nats;
 pub mod retry;
 pub mod spec;
 pub mod stdout;
+pub mod template;
 
 use std::sync::Arc;
 use std::time::Duration;
