@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fim_transform::EncoderConfig;
 use serde::de::DeserializeOwned;
 
-use crate::{Sink, SinkContext, file, nats, stdout};
+use crate::{Sink, SinkContext, file, http, nats, stdout};
 
 /// Keys that configure the encoder rather than the sink.
 const ENCODER_KEYS: &[&str] = &[
@@ -23,7 +23,7 @@ const ENCODER_KEYS: &[&str] = &[
 ];
 
 /// Sink types this build knows.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http"];
 
 /// Default capacity of a sink's channel, in records.
 pub const DEFAULT_BUFFER: usize = 1_000;
@@ -146,6 +146,10 @@ impl SinkSpec {
         match self.kind.as_str() {
             "stdout" => self.options::<stdout::StdoutConfig>().map(drop),
             "file" => self.options::<file::FileConfig>().map(drop),
+            "http" => self
+                .options::<http::HttpConfig>()?
+                .validate(self.encoder.encoding)
+                .map_err(|err| err.to_string()),
             "nats" => self
                 .options::<nats::NatsConfig>()?
                 .validate()
@@ -167,6 +171,9 @@ pub fn build(spec: &SinkSpec, context: SinkContext) -> Result<Box<dyn Sink>, Str
     match spec.kind.as_str() {
         "stdout" => Ok(Box::new(stdout::StdoutSink::new(spec.options()?, context))),
         "file" => Ok(Box::new(file::FileSink::new(spec.options()?, context))),
+        "http" => http::HttpSink::new(spec.options()?, spec.encoder.encoding, context)
+            .map(|sink| Box::new(sink) as Box<dyn Sink>)
+            .map_err(|err| err.to_string()),
         "nats" => Ok(Box::new(nats::NatsSink::new(spec.options()?, context)?)),
         other => Err(format!("type = {other:?} is not built into this binary")),
     }
