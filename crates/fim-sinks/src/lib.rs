@@ -13,6 +13,7 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod kafka;
 pub mod http;
 pub mod lines;
 pub mod metrics;

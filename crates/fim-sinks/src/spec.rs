@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fim_transform::EncoderConfig;
 use serde::de::DeserializeOwned;
 
-use crate::{Sink, SinkContext, file, http, nats, stdout};
+use crate::{Sink, SinkContext, file, http, kafka, nats, stdout};
 
 /// Keys that configure the encoder rather than the sink.
 const ENCODER_KEYS: &[&str] = &[
@@ -23,7 +23,7 @@ const ENCODER_KEYS: &[&str] = &[
 ];
 
 /// Sink types this build knows.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http", "kafka"];
 
 /// Default capacity of a sink's channel, in records.
 pub const DEFAULT_BUFFER: usize = 1_000;
@@ -154,6 +154,10 @@ impl SinkSpec {
                 .options::<nats::NatsConfig>()?
                 .validate()
                 .map_err(|err| err.to_string()),
+            "kafka" => self
+                .options::<kafka::KafkaConfig>()?
+                .validate()
+                .map_err(|err| err.to_string()),
             other => Err(format!("type = {other:?} is not built into this binary")),
         }
     }
@@ -175,6 +179,7 @@ pub fn build(spec: &SinkSpec, context: SinkContext) -> Result<Box<dyn Sink>, Str
             .map(|sink| Box::new(sink) as Box<dyn Sink>)
             .map_err(|err| err.to_string()),
         "nats" => Ok(Box::new(nats::NatsSink::new(spec.options()?, context)?)),
+        "kafka" => Ok(Box::new(kafka::KafkaSink::new(spec.options()?, context)?)),
         other => Err(format!("type = {other:?} is not built into this binary")),
     }
 }
