@@ -111,10 +111,20 @@ ensure_kafka() {
     wait_for_port "$port" 30
 }
 
+# syslog-ng, for the syslog sink tests. The tests start their own syslog-ng
+# instances as child processes with generated configurations on free
+# loopback ports, so the system service is neither needed nor started.
+ensure_syslog_ng() {
+    if [ ! -x /usr/sbin/syslog-ng ] && ! command -v syslog-ng >/dev/null 2>&1; then
+        apt_install syslog-ng-core
+    fi
+}
+
 ensure_rust_components
 ensure_kafka_build_packages
 ensure_nats
 ensure_kafka
+ensure_syslog_ng
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -13,14 +13,15 @@
 
 pub mod dead_letter;
 pub mod file;
-pub mod kafka;
 pub mod http;
+pub mod kafka;
 pub mod lines;
 pub mod metrics;
 pub mod nats;
 pub mod retry;
 pub mod spec;
 pub mod stdout;
+pub mod syslog;
 pub mod template;
 
 use std::sync::Arc;

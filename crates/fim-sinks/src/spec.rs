@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fim_transform::EncoderConfig;
 use serde::de::DeserializeOwned;
 
-use crate::{Sink, SinkContext, file, http, kafka, nats, stdout};
+use crate::{Sink, SinkContext, file, http, kafka, nats, stdout, syslog};
 
 /// Keys that configure the encoder rather than the sink.
 const ENCODER_KEYS: &[&str] = &[
@@ -23,7 +23,7 @@ const ENCODER_KEYS: &[&str] = &[
 ];
 
 /// Sink types this build knows.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http", "kafka"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http", "kafka", "syslog"];
 
 /// Default capacity of a sink's channel, in records.
 pub const DEFAULT_BUFFER: usize = 1_000;
@@ -146,6 +146,11 @@ impl SinkSpec {
         match self.kind.as_str() {
             "stdout" => self.options::<stdout::StdoutConfig>().map(drop),
             "file" => self.options::<file::FileConfig>().map(drop),
+            "syslog" => self
+                .options::<syslog::SyslogConfig>()?
+                .validate(&self.encoder)
+                .map(drop)
+                .map_err(|err| err.to_string()),
             "http" => self
                 .options::<http::HttpConfig>()?
                 .validate(self.encoder.encoding)
@@ -175,6 +180,9 @@ pub fn build(spec: &SinkSpec, context: SinkContext) -> Result<Box<dyn Sink>, Str
     match spec.kind.as_str() {
         "stdout" => Ok(Box::new(stdout::StdoutSink::new(spec.options()?, context))),
         "file" => Ok(Box::new(file::FileSink::new(spec.options()?, context))),
+        "syslog" => syslog::SyslogSink::new(spec.options()?, &spec.encoder, context)
+            .map(|sink| Box::new(sink) as Box<dyn Sink>)
+            .map_err(|err| err.to_string()),
         "http" => http::HttpSink::new(spec.options()?, spec.encoder.encoding, context)
             .map(|sink| Box::new(sink) as Box<dyn Sink>)
             .map_err(|err| err.to_string()),

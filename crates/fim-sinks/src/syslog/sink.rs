@@ -1,0 +1,304 @@
+//! The syslog sink's loop. It encodes what the channel has ready, writes it
+//! as one buffer, flushes, acknowledges, and keeps the frames in the resend
+//! window. After a failed connect or write it reconnects with backoff and
+//! sends the window and the unacknowledged batch again.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fim_transform::EncoderConfig;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::config::{Framing, SyslogConfig, SyslogConfigError, Transport};
+use super::connection::{Connection, Connector};
+use super::framing::Framer;
+use crate::lines::dead_letter;
+use crate::retry::Backoff;
+use crate::{Acknowledge, Delivery, Sink, SinkContext, SinkMetrics};
+
+/// Records taken from the channel in one go, at most.
+const MAX_BATCH: usize = 512;
+
+/// Bytes the resend window keeps at most, whatever its duration; the oldest
+/// batches go first.
+const MAX_WINDOW_BYTES: usize = 64 * 1024 * 1024;
+
+/// Sends records to a syslog receiver over TCP, TLS or UDP.
+#[derive(Debug)]
+pub struct SyslogSink {
+    config: SyslogConfig,
+    /// The sink's context, its encoder replaced by the one that writes whole
+    /// syslog messages.
+    context: SinkContext,
+    framer: Framer,
+    connector: Connector,
+}
+
+/// Frames of one batch, written together.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each record's frame within `bytes`.
+    frames: Vec<Range<usize>>,
+    acks: Vec<Arc<dyn Acknowledge>>,
+}
+
+/// Batches written in the last `resend_window`, oldest first.
+#[derive(Debug)]
+struct ResendWindow {
+    span: Duration,
+    batches: VecDeque<(Instant, Vec<u8>, Vec<Range<usize>>)>,
+    bytes: usize,
+}
+
+impl ResendWindow {
+    fn new(span: Duration) -> Self {
+        Self {
+            span,
+            batches: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: Vec<u8>, frames: Vec<Range<usize>>) {
+        if self.span.is_zero() {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.batches.push_back((Instant::now(), bytes, frames));
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let now = Instant::now();
+        while let Some((written, bytes, _)) = self.batches.front() {
+            let expired = now.duration_since(*written) > self.span;
+            if !expired && self.bytes <= MAX_WINDOW_BYTES {
+                break;
+            }
+            self.bytes -= bytes.len();
+            self.batches.pop_front();
+        }
+    }
+
+    /// Returns the frames still in the window, joined, and their count.
+    fn contents(&mut self) -> (Vec<u8>, Vec<Range<usize>>) {
+        self.prune();
+        let mut joined = Vec::with_capacity(self.bytes);
+        let mut frames = Vec::new();
+        for (_, bytes, ranges) in &self.batches {
+            let offset = joined.len();
+            joined.extend_from_slice(bytes);
+            frames.extend(
+                ranges
+                    .iter()
+                    .map(|range| range.start + offset..range.end + offset),
+            );
+        }
+        (joined, frames)
+    }
+}
+
+impl SyslogSink {
+    /// Builds the sink. `encoder` is the sink's encoder table: its `cef` or
+    /// `json` encoding becomes the MSG of the configured syslog format.
+    pub fn new(
+        config: SyslogConfig,
+        encoder: &EncoderConfig,
+        mut context: SinkContext,
+    ) -> Result<Self, SyslogConfigError> {
+        let message_encoder = config.validate(encoder)?;
+        context.encoder = Arc::from(fim_transform::build(&message_encoder)?);
+
+        let tls = match config.transport {
+            Transport::Tls => Some(super::tls::client_config(&config)?),
+            Transport::Tcp | Transport::Udp => None,
+        };
+        if config.tls.danger_accept_invalid_certs {
+            tracing::warn!(
+                sink = %context.name,
+                address = %config.address,
+                "tls.danger_accept_invalid_certs is on: the server certificate is not checked"
+            );
+        }
+        if config.transport == Transport::Tls && config.framing == Framing::Newline {
+            tracing::warn!(
+                sink = %context.name,
+                "framing = \"newline\" over TLS: RFC 5425 requires octet counting, so only receivers configured for newline framing will read these messages"
+            );
+        }
+        Ok(Self {
+            framer: Framer::new(config.transport, config.framing, config.max_message_bytes.0),
+            connector: Connector {
+                address: config.address.clone(),
+                transport: config.transport,
+                timeout: config.connect_timeout,
+                tls,
+            },
+            config,
+            context,
+        })
+    }
+
+    async fn run_loop(self, mut input: mpsc::Receiver<Delivery>) {
+        let window_span = match self.config.transport {
+            // A UDP sender never learns that datagrams were lost.
+            Transport::Udp => Duration::ZERO,
+            Transport::Tcp | Transport::Tls => self.config.resend_window,
+        };
+        let mut window = ResendWindow::new(window_span);
+        let mut connection: Option<Connection> = None;
+        let mut deliveries = Vec::with_capacity(MAX_BATCH);
+        let mut scratch = Vec::new();
+
+        loop {
+            deliveries.clear();
+            let taken = match connection.as_mut() {
+                Some(open) => {
+                    tokio::select! {
+                        taken = input.recv_many(&mut deliveries, MAX_BATCH) => taken,
+                        cause = open.closed() => {
+                            tracing::info!(sink = %self.context.name, address = %self.config.address, cause = %cause, "syslog connection closed, reconnecting");
+                            connection = None;
+                            continue;
+                        }
+                    }
+                }
+                None => input.recv_many(&mut deliveries, MAX_BATCH).await,
+            };
+            if taken == 0 {
+                break;
+            }
+
+            let mut batch = self.encode(&mut deliveries, &mut scratch);
+            if batch.acks.is_empty() {
+                continue;
+            }
+            self.write(&mut connection, &mut window, &batch).await;
+
+            let metrics = &self.context.metrics;
+            let count = batch.acks.len() as u64;
+            SinkMetrics::add(&metrics.sent, count);
+            SinkMetrics::add(&metrics.bytes, batch.bytes.len() as u64);
+            for ack in batch.acks.drain(..) {
+                ack.ack();
+            }
+            SinkMetrics::add(&metrics.acknowledged, count);
+            SinkMetrics::sub(&metrics.in_flight, count);
+            window.push(batch.bytes, batch.frames);
+        }
+
+        if let Some(mut open) = connection {
+            open.shutdown().await;
+        }
+    }
+
+    /// Encodes and frames `deliveries`; a record the encoder rejects is
+    /// dead-lettered.
+    fn encode(&self, deliveries: &mut Vec<Delivery>, scratch: &mut Vec<u8>) -> Batch {
+        let mut batch = Batch::default();
+        SinkMetrics::add(&self.context.metrics.in_flight, deliveries.len() as u64);
+        for delivery in deliveries.drain(..) {
+            scratch.clear();
+            if let Err(err) = self.context.encoder.encode(&delivery.record, scratch) {
+                dead_letter(&self.context, &delivery, &err.to_string());
+                continue;
+            }
+            let start = batch.bytes.len();
+            if self.framer.frame(scratch, &mut batch.bytes) {
+                tracing::debug!(
+                    sink = %self.context.name,
+                    event_id = delivery.record.id(),
+                    bytes = scratch.len(),
+                    max_message_bytes = self.config.max_message_bytes.0,
+                    "message cut to max_message_bytes"
+                );
+            }
+            batch.frames.push(start..batch.bytes.len());
+            batch.acks.push(delivery.ack);
+        }
+        batch
+    }
+
+    /// Writes `batch`, reconnecting with backoff until it is written and
+    /// flushed. A new connection first carries the resend window.
+    async fn write(
+        &self,
+        connection: &mut Option<Connection>,
+        window: &mut ResendWindow,
+        batch: &Batch,
+    ) {
+        let retry = &self.config.retry;
+        let mut backoff = Backoff::new(retry.initial_backoff, retry.max_backoff);
+        loop {
+            if connection.is_none() {
+                match self.reconnect(window).await {
+                    Ok(open) => *connection = Some(open),
+                    Err(err) => {
+                        self.wait_after_failure(&mut backoff, &err, batch).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(open) = connection.as_mut() else {
+                continue;
+            };
+            match open.write(&batch.bytes, &batch.frames).await {
+                Ok(()) => return,
+                Err(err) => {
+                    *connection = None;
+                    self.wait_after_failure(&mut backoff, &err, batch).await;
+                }
+            }
+        }
+    }
+
+    async fn wait_after_failure(&self, backoff: &mut Backoff, err: &std::io::Error, batch: &Batch) {
+        SinkMetrics::add(&self.context.metrics.retried, batch.acks.len() as u64);
+        let wait = backoff.next_wait();
+        tracing::warn!(
+            sink = %self.context.name,
+            address = %self.config.address,
+            cause = %err,
+            attempt = backoff.failures(),
+            wait_ms = wait.as_millis() as u64,
+            "failed to send to the syslog receiver, retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Connects and sends the resend window.
+    async fn reconnect(&self, window: &mut ResendWindow) -> std::io::Result<Connection> {
+        let mut open = self.connector.connect().await?;
+        let (bytes, frames) = window.contents();
+        if !frames.is_empty() {
+            open.write(&bytes, &frames).await?;
+            SinkMetrics::add(&self.context.metrics.sent, frames.len() as u64);
+            SinkMetrics::add(&self.context.metrics.bytes, bytes.len() as u64);
+            tracing::info!(
+                sink = %self.context.name,
+                address = %self.config.address,
+                records = frames.len(),
+                window_ms = self.config.resend_window.as_millis() as u64,
+                "reconnected; resent the records of the resend window"
+            );
+        } else {
+            tracing::info!(sink = %self.context.name, address = %self.config.address, "connected to the syslog receiver");
+        }
+        Ok(open)
+    }
+}
+
+impl Sink for SyslogSink {
+    fn run(
+        self: Box<Self>,
+        input: mpsc::Receiver<Delivery>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin((*self).run_loop(input))
+    }
+}
