@@ -189,8 +189,18 @@ impl Config {
             problems,
         };
         let text = substitute(text, &env).map_err(&errors)?;
-        let mut raw: RawConfig =
+        let table: toml::Table =
             toml::from_str(&text).map_err(|err| errors(vec![toml_problem(&err)]))?;
+        // Through serde_path_to_error, a wrong value is reported with its key
+        // (`source.lag`), not only its position.
+        let mut raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|err| {
+                errors(vec![format!(
+                    "invalid {}: {}",
+                    err.path(),
+                    err.inner().message().trim()
+                )])
+            })?;
         let demo = raw.demo.as_ref().is_some_and(|demo| demo.enabled);
         if demo && raw.source.base_url.is_none() && raw.source.platform.is_none() {
             // The demo points the source at its in-process simulator at start.
@@ -254,7 +264,7 @@ impl Config {
                     .to_owned(),
             );
         }
-        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        if !valid_log_filter(&raw.log.level) {
             problems.push(format!(
                 "invalid log.level = {:?}: expected a level (error, warn, info, debug, trace) or a filter such as \"fim_source=debug,info\"",
                 raw.log.level
@@ -285,6 +295,26 @@ impl Config {
                 .join(format!("{}.ndjson", sink.name))
         })
     }
+}
+
+/// Accepts a level (`info`) or directives such as `fim_source=debug,info`.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let level = |text: &str| LEVELS.contains(&text.trim().to_ascii_lowercase().as_str());
+    !filter.trim().is_empty()
+        && filter
+            .split(',')
+            .all(|directive| match directive.split_once('=') {
+                Some((target, value)) => {
+                    !target.trim().is_empty()
+                        && target
+                            .trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+                        && level(value)
+                }
+                None => level(directive),
+            })
 }
 
 /// Words a TOML error with its line and column.
