@@ -2,9 +2,9 @@
 //! `[[sinks]]`, `[pipeline]`, `[metrics]`, `[log]` and, for the demo,
 //! `[demo]`.
 //!
-//! `${VAR}` and `${VAR:-default}` are replaced from the environment before
-//! the TOML is parsed, so secrets stay out of the file; `$${` writes a
-//! literal `${`. Every problem found is reported at once, each naming the
+//! `${VAR}` and `${VAR:-default}` in string values are replaced from the
+//! environment, so secrets stay out of the file; `$${` writes a literal
+//! `${`. Every problem found is reported at once, each naming the
 //! key, the value and what is allowed.
 
 use std::collections::HashSet;
@@ -188,9 +188,15 @@ impl Config {
             origin: origin.to_owned(),
             problems,
         };
-        let text = substitute(text, &env).map_err(&errors)?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|err| errors(vec![toml_problem(&err)]))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|err| errors(vec![toml_problem(&err)]))?;
+        // Variables are replaced inside string values only, so comments may
+        // mention ${VAR} and a value cannot break the TOML around it.
+        let mut problems = Vec::new();
+        substitute_table(&mut table, &env, &mut problems);
+        if !problems.is_empty() {
+            return Err(errors(problems));
+        }
         // Through serde_path_to_error, a wrong value is reported with its key
         // (`source.lag`), not only its position.
         let mut raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
@@ -323,6 +329,36 @@ fn toml_problem(err: &toml::de::Error) -> String {
     match err.span() {
         Some(span) => format!("{message} (at byte {} of the file)", span.start),
         None => message.to_owned(),
+    }
+}
+
+fn substitute_table(
+    table: &mut toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) {
+    for (_, value) in table.iter_mut() {
+        substitute_value(value, env, problems);
+    }
+}
+
+fn substitute_value(
+    value: &mut toml::Value,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) {
+    match value {
+        toml::Value::String(text) => match substitute(text, env) {
+            Ok(replaced) => *text = replaced,
+            Err(found) => problems.extend(found),
+        },
+        toml::Value::Array(items) => {
+            for item in items {
+                substitute_value(item, env, problems);
+            }
+        }
+        toml::Value::Table(table) => substitute_table(table, env, problems),
+        _ => {}
     }
 }
 

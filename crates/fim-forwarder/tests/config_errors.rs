@@ -148,3 +148,23 @@ fn all_problems_are_reported_at_once() {
     assert!(output.contains("source.page_size"), "{output}");
     assert!(output.contains("fax"), "{output}");
 }
+
+#[test]
+fn shipped_configurations_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    for file in ["demo.toml", "fim-forwarder.toml"] {
+        let output = common::forwarder()
+            .env("QUALYS_USERNAME", "user")
+            .env("QUALYS_PASSWORD", "pw")
+            .env("SPLUNK_HEC_TOKEN", "token")
+            .args(["validate", "--config"])
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
