@@ -438,7 +438,7 @@ async fn start_demo_api(config: &mut Config) -> anyhow::Result<Option<SimHandle>
     Ok(Some(sim))
 }
 
-/// A shutdown flag set by SIGTERM or SIGINT; a second signal exits at once.
+/// Returns a shutdown flag set by SIGTERM or SIGINT; a second signal exits at once.
 fn shutdown_on_signals() -> anyhow::Result<(Arc<watch::Sender<bool>>, watch::Receiver<bool>)> {
     use tokio::signal::unix::{SignalKind, signal};
     let (sender, receiver) = watch::channel(false);
@@ -467,7 +467,7 @@ fn shutdown_on_signals() -> anyhow::Result<(Arc<watch::Sender<bool>>, watch::Rec
     Ok((sender, receiver))
 }
 
-/// A counter bumped on SIGHUP, which tells file sinks to reopen.
+/// Returns a counter bumped on SIGHUP, the signal for file sinks to reopen.
 fn reopen_on_sighup() -> anyhow::Result<watch::Receiver<u64>> {
     use tokio::signal::unix::{SignalKind, signal};
     let (sender, receiver) = watch::channel(0u64);

@@ -59,7 +59,7 @@ pub struct SourceConfig {
     /// Time limit of one HTTP request, response body included.
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Longest wait between retries of a failing request (5xx, timeout,
+    /// Maximum wait between retries of a failing request (5xx, timeout,
     /// cut-off body); waits double from one second up to this.
     #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
@@ -89,7 +89,7 @@ pub struct RateLimitConfig {
     /// `X-Concurrency-Limit-Limit`.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
-    /// Cap on one wait asked by a 409 or 429 answer.
+    /// Cap on one wait requested by a 409 or 429 response.
     #[serde(default = "defaults::max_wait", with = "humantime_serde")]
     pub max_wait: Duration,
 }

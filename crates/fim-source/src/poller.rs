@@ -6,7 +6,7 @@
 //! offline agents are found), `createdBy.date` and `lastUpdatedBy.date` for
 //! incidents (new ones and changed ones), and `createdBy.date` of incidents
 //! for incident events, whose events are fetched per incident. A poll of a
-//! lane asks for the window from its cursor to now minus the lag, sorted by
+//! lane requests the window from its cursor to now minus the lag, sorted by
 //! the field and then `id`, and pages through it: with `searchAfter` on v2,
 //! with `pageNumber` on v1 after splitting the window until each part has at
 //! most 10,000 rows.
@@ -70,7 +70,7 @@ impl Default for SourceOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamStatus {
     Running,
-    /// The stream stopped for good; the message says why and what to fix.
+    /// The stream stopped for good; the message gives the cause and the fix.
     Failed(String),
     Stopped,
     /// A backfill reached its end time.

@@ -1,7 +1,7 @@
 //! The Qualys FIM API client: one request at a time through auth, the
 //! shared limiter and the retry rules.
 //!
-//! | answer | what the client does |
+//! | response | what the client does |
 //! |---|---|
 //! | 2xx with a body that parses | returns it |
 //! | 2xx with a cut-off or invalid body, 5xx, 408, timeout, reset | retries the same request after an exponential backoff with jitter |
@@ -27,18 +27,18 @@ use crate::secret::Secret;
 use auth::Token;
 use limiter::{ApiLimiter, LimitReport};
 
-/// Receives what the client sees, for metrics. Every method has a no-op
-/// default.
+/// Receives the client's observations, for metrics. Every method has a
+/// no-op default.
 pub trait ApiObserver: Send + Sync + std::fmt::Debug {
-    /// A response arrived (`status` 0 for a transport failure).
+    /// Records a response (`status` 0 for a transport failure).
     fn response(&self, _endpoint: &str, _status: u16, _latency: Duration) {}
-    /// A call waited `wait` for the limiter before it was sent.
+    /// Records that a call waited `wait` for the limiter before it was sent.
     fn limiter_wait(&self, _wait: Duration) {}
-    /// A 409 or 429 closed the gate for `wait`.
+    /// Records that a 409 or 429 closed the gate for `wait`.
     fn blocked(&self, _status: u16, _wait: Duration) {}
-    /// A request is retried because of `reason` (`5xx`, `timeout`, `body`...).
+    /// Records a retry caused by `reason` (`5xx`, `timeout`, `body`...).
     fn retry(&self, _endpoint: &str, _reason: &str) {}
-    /// A new token was fetched.
+    /// Records that a new token was fetched.
     fn login(&self) {}
 }
 
@@ -164,7 +164,7 @@ impl FimClient {
     }
 
     /// Counts the records of `kind` matching `filter`; with `group_by`, the
-    /// answer is the API's map from group value to count.
+    /// result is the API's map from group value to count.
     pub async fn count(
         &self,
         kind: RecordKind,
