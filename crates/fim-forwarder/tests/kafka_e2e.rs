@@ -116,7 +116,7 @@ fn tansu_binary() -> PathBuf {
 }
 
 /// Reads the topic from the start until every id in `expected` was seen as
-/// a message key, for at most two minutes; returns the keys read.
+/// a message key, for at most two minutes. Returns the keys read.
 fn read_keys(brokers: &str, expected: &HashSet<String>) -> HashSet<String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
