@@ -507,7 +507,7 @@ async fn core_nats_is_at_most_once() {
     }
     assert_eq!(received.len(), heard.len());
 
-    // With nobody listening the records are acknowledged all the same, and
+    // With no subscriber the records are acknowledged all the same, and
     // the server keeps none of them for a subscriber that comes later.
     subscriber.unsubscribe().await.unwrap();
     client.flush().await.unwrap();
@@ -573,4 +573,92 @@ async fn server_down_at_start_reports_disconnected() {
     assert!(!running.metrics.disconnected.load(Ordering::Relaxed));
     drop(running.sender);
     assert!(running.handle.flush_and_close(DEADLINE).await);
+}
+
+#[tokio::test]
+async fn tls_with_custom_ca_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fim-sinks nats test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server_params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    let cert_path = dir.path().join("server.pem");
+    let key_path = dir.path().join("server.key");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, server_cert.pem()).unwrap();
+    std::fs::write(&key_path, server_key.serialize_pem()).unwrap();
+
+    let cert_arg = cert_path.display().to_string();
+    let key_arg = key_path.display().to_string();
+    let server = NatsServer::start(&["--tls", "--tlscert", &cert_arg, "--tlskey", &key_arg]);
+    let options = format!(
+        "{}[tls]\nca_file = \"{}\"\n",
+        jetstream_options(&format!("tls://127.0.0.1:{}", server.port), "FIM_TLS"),
+        ca_path.display()
+    );
+    let running = start_sink(&options, 10);
+    let acks = Arc::new(Acks::default());
+    send_all(&running.sender, &ids("tls", 5), &acks).await;
+    acks.wait_for(5).await;
+    drop(running.sender);
+    assert!(running.handle.flush_and_close(DEADLINE).await);
+    assert_eq!(acks.count(), 5);
+}
+
+#[tokio::test]
+async fn rejected_token_is_not_logged() {
+    let logs = capture_logs();
+    let server = NatsServer::start(&["--auth", "right-token"]);
+    let options = format!(
+        "{}[auth]\ntoken = \"wrong-token-7f3a\"\n",
+        jetstream_options(&server.url(), "FIM_SECRET")
+    );
+    let running = start_sink(&options, 10);
+    let acks = Arc::new(Acks::default());
+    send_all(&running.sender, &ids("secret", 1), &acks).await;
+
+    tokio::time::timeout(DEADLINE, async {
+        while !String::from_utf8_lossy(&logs.lock().unwrap()).contains("authorization") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the authorization failure was never logged");
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!text.contains("wrong-token-7f3a"), "{text}");
+    assert_eq!(acks.count(), 0);
+    assert!(running.metrics.disconnected.load(Ordering::Relaxed));
+}
+
+/// Sends every log line of this test binary to a buffer.
+fn capture_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let buffer = Buffer(logs.clone());
+    tracing_subscriber::fmt()
+        .with_writer(move || buffer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .init();
+    logs
 }
