@@ -250,3 +250,32 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
         .init();
     logs
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_waits_for_reports() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(20))
+        .unwrap();
+    let servers = cluster.bootstrap_servers();
+    // librdkafka's queue takes 5 messages, far fewer than the sink has in
+    // its channel, so producing fails with QueueFull until reports arrive.
+    let extra = "[librdkafka]\n\"queue.buffering.max.messages\" = 5\n";
+    let running = start_sink(&options(&servers, extra), 100);
+    let acks = Arc::new(Acks::default());
+    let ids = ids("queue", 300);
+
+    send_all(&running.sender, &ids, &acks).await;
+    drop(running.sender);
+    assert!(running.handle.flush_and_close(DEADLINE).await);
+
+    assert_eq!(acks.count(), 300);
+    let metrics = running.metrics.snapshot();
+    assert_eq!(metrics.dead_lettered, 0);
+    assert_eq!(metrics.sent, 300);
+    let messages = tokio::task::spawn_blocking(move || read_topic(&servers, TOPIC, 1, 300))
+        .await
+        .unwrap();
+    assert_every_id(&messages, &ids);
+}
