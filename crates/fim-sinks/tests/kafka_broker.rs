@@ -173,3 +173,28 @@ async fn missing_topic_waits_until_created() {
             .unwrap();
     assert_every_id(&messages, &ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_creates_missing_topic() {
+    let tansu = Tansu::start();
+    let options = format!(
+        "brokers = [\"{}\"]\ntopic = \"auto.fim.{{stream}}\"\ncreate_topics = true\ntopic_partitions = 2\ntopic_replication = 1\n",
+        tansu.brokers
+    );
+    let running = start_sink(&options, 50);
+    let acks = Arc::new(Acks::default());
+    let ids = ids("auto", 100);
+
+    send_all(&running.sender, &ids, &acks).await;
+    drop(running.sender);
+    assert!(running.handle.flush_and_close(DEADLINE).await);
+
+    assert_eq!(acks.count(), 100);
+    assert_eq!(running.metrics.snapshot().retried, 0);
+    let brokers = tansu.brokers.clone();
+    let messages =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, "auto.fim.events", 2, 100))
+            .await
+            .unwrap();
+    assert_every_id(&messages, &ids);
+}

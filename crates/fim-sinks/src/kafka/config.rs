@@ -28,6 +28,18 @@ pub struct KafkaConfig {
     /// values are templates like `topic`.
     #[serde(default)]
     pub headers: BTreeMap<String, Template>,
+    /// Create each topic on its first use, with `topic_partitions` and
+    /// `topic_replication`, for brokers that do not create topics
+    /// themselves. A topic that exists is left as it is.
+    #[serde(default)]
+    pub create_topics: bool,
+    /// Partitions of a topic the sink creates.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
+    /// Replication factor of a topic the sink creates; -1 takes the
+    /// broker's `default.replication.factor` (Kafka 2.4 and later).
+    #[serde(default = "default_topic_replication")]
+    pub topic_replication: i32,
     /// Records produced and not yet confirmed by a delivery report, at
     /// most; the sink stops taking records from its channel at this count.
     #[serde(default = "default_max_in_flight")]
@@ -85,6 +97,10 @@ pub enum KafkaConfigError {
     InvalidMaxInFlight(usize),
     #[error("health_interval = 0s is invalid: give a positive duration such as \"10s\"")]
     ZeroHealthInterval,
+    #[error("topic_partitions = {0} is invalid: give 1 or more")]
+    InvalidPartitions(i32),
+    #[error("topic_replication = {0} is invalid: give 1 or more, or -1 for the broker's default")]
+    InvalidReplication(i32),
 }
 
 impl KafkaConfig {
@@ -109,6 +125,12 @@ impl KafkaConfig {
         }
         if self.health_interval.is_zero() {
             return Err(KafkaConfigError::ZeroHealthInterval);
+        }
+        if self.topic_partitions < 1 {
+            return Err(KafkaConfigError::InvalidPartitions(self.topic_partitions));
+        }
+        if self.topic_replication < 1 && self.topic_replication != -1 {
+            return Err(KafkaConfigError::InvalidReplication(self.topic_replication));
         }
         self.properties().map(drop)
     }
@@ -180,6 +202,9 @@ impl fmt::Debug for KafkaConfig {
             .field("key", &self.key)
             .field("compression", &self.compression)
             .field("headers", &self.headers)
+            .field("create_topics", &self.create_topics)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication", &self.topic_replication)
             .field("max_in_flight", &self.max_in_flight)
             .field("health_interval", &self.health_interval)
             .field("librdkafka", &librdkafka)
@@ -189,6 +214,14 @@ impl fmt::Debug for KafkaConfig {
 
 fn default_max_in_flight() -> usize {
     1_000
+}
+
+fn default_topic_partitions() -> i32 {
+    1
+}
+
+fn default_topic_replication() -> i32 {
+    -1
 }
 
 fn default_health_interval() -> Duration {

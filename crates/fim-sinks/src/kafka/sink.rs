@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -82,6 +82,11 @@ impl Sink for KafkaSink {
                     context.encoder.clone(),
                 ),
                 max_in_flight: config.max_in_flight,
+                topics: config.create_topics.then(|| TopicCreation {
+                    partitions: config.topic_partitions,
+                    replication: config.topic_replication,
+                    known: HashSet::new(),
+                }),
                 producer,
                 generation: 0,
                 properties,
@@ -110,6 +115,15 @@ type Report = (
     Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
 );
 
+/// Topics the sink creates on first use, when `create_topics` is set.
+#[derive(Debug)]
+struct TopicCreation {
+    partitions: i32,
+    replication: i32,
+    /// Topics created or found to exist.
+    known: HashSet<String>,
+}
+
 /// The sink's loop and what it owns while running.
 struct Driver {
     context: SinkContext,
@@ -124,6 +138,8 @@ struct Driver {
     /// channel is not read while this contains `max_in_flight` requests.
     in_flight: FuturesUnordered<BoxFuture<'static, Report>>,
     max_in_flight: usize,
+    /// `None` unless the sink creates missing topics.
+    topics: Option<TopicCreation>,
     /// Requests to produce (again), oldest first; the channel is not read
     /// while any wait, so retries come before new records.
     waiting: VecDeque<KafkaRequest>,
@@ -139,7 +155,9 @@ impl Driver {
         loop {
             if self.retry_at.is_none_or(|at| at <= Instant::now()) {
                 self.retry_at = None;
-                self.produce_waiting();
+                if self.create_topics().await {
+                    self.produce_waiting();
+                }
             }
             if !input_open && self.waiting.is_empty() && self.in_flight.is_empty() {
                 break;
@@ -159,6 +177,41 @@ impl Driver {
                 () = sleep_until(retry_at), if retry_at.is_some() => {}
             }
         }
+    }
+
+    /// Creates the topics of waiting requests that are not known yet.
+    /// Returns `false` when a creation failed and a retry is scheduled.
+    async fn create_topics(&mut self) -> bool {
+        let Some(topics) = self.topics.as_mut() else {
+            return true;
+        };
+        let missing: HashSet<String> = self
+            .waiting
+            .iter()
+            .filter(|request| !topics.known.contains(&request.topic))
+            .map(|request| request.topic.clone())
+            .collect();
+        for topic in missing {
+            let created = service::create_topic(
+                &self.properties,
+                &topic,
+                topics.partitions,
+                topics.replication,
+            )
+            .await;
+            match created {
+                Ok(()) => {
+                    tracing::info!(sink = %self.context.name, topic = %topic, "kafka topic exists or was created");
+                    topics.known.insert(topic);
+                }
+                Err(error) => {
+                    tracing::warn!(sink = %self.context.name, topic = %topic, cause = %error, "failed to create the kafka topic");
+                    self.schedule_retry(&error, 0);
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn accept(&mut self, delivery: Delivery) {
