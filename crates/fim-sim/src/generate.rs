@@ -494,7 +494,7 @@ struct Category {
 }
 
 fn make_asset(rng: &mut ChaCha8Rng, index: usize) -> Asset {
-    let windows = index % 2 == 0;
+    let windows = index.is_multiple_of(2);
     let agent_id = random_uuid(rng);
     let name = if windows {
         format!(

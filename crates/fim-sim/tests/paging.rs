@@ -151,21 +151,7 @@ async fn search_after_descending_covers_everything() {
     let sim = start(quiet_config()).await;
     let client = Client::login(&sim).await;
     let sort = r#"[{"dateTime":"desc"},{"id":"asc"}]"#;
-    let mut collected = Vec::new();
-    let mut after: Option<Value> = None;
-    loop {
-        let mut body = json!({ "sort": sort, "pageSize": 33 });
-        if let Some(after) = &after {
-            body["searchAfter"] = after.clone();
-        }
-        let page = client.post_json("/fim/v2/events/search", body).await;
-        let items = page.as_array().unwrap();
-        if items.is_empty() {
-            break;
-        }
-        after = Some(items.last().unwrap()["sortValues"].clone());
-        collected.extend(common::v2_ids(&page));
-    }
+    let collected = common::collect_sorted(&client, "/fim/v2/events/search", sort, 33).await;
     assert_same_ids(&collected, &sim.visible_ids(Stream::Events));
 }
 
@@ -197,20 +183,6 @@ async fn incidents_page_with_search_after() {
     .await;
     let client = Client::login(&sim).await;
     let sort = r#"[{"createdBy.date":"asc"},{"id":"asc"}]"#;
-    let mut collected = Vec::new();
-    let mut after: Option<Value> = None;
-    loop {
-        let mut body = json!({ "sort": sort, "pageSize": 50 });
-        if let Some(after) = &after {
-            body["searchAfter"] = after.clone();
-        }
-        let page = client.post_json("/fim/v3/incidents/search", body).await;
-        let items = page.as_array().unwrap();
-        if items.is_empty() {
-            break;
-        }
-        after = Some(items.last().unwrap()["sortValues"].clone());
-        collected.extend(common::v2_ids(&page));
-    }
+    let collected = common::collect_sorted(&client, "/fim/v3/incidents/search", sort, 50).await;
     assert_same_ids(&collected, &sim.visible_ids(Stream::Incidents));
 }

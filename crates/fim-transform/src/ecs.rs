@@ -282,10 +282,8 @@ fn write_file(record: &Record, policy: &FieldPolicy, root: &mut Object, out: &mu
     if file_type != Some("dir") {
         file.opt_str(out, "extension", name.and_then(extension));
     }
-    if windows {
-        if let Some(letter) = path.as_deref().and_then(drive_letter) {
-            file.str(out, "drive_letter", letter.encode_utf8(&mut [0; 4]));
-        }
+    if windows && let Some(letter) = path.as_deref().and_then(drive_letter) {
+        file.str(out, "drive_letter", letter.encode_utf8(&mut [0; 4]));
     }
     file.opt_str(out, "type", file_type);
 
@@ -298,18 +296,16 @@ fn write_file(record: &Record, policy: &FieldPolicy, root: &mut Object, out: &mu
     let is_rename = record
         .action()
         .is_some_and(|action| action.eq_ignore_ascii_case("Rename"));
-    if is_rename {
-        if let Some(old_path) = policy.content_text(record, "oldContent") {
-            let mut ext = file.child(out, "Ext");
-            let mut original = ext.child(out, "original");
-            original.str(out, "path", &old_path);
-            let (_, old_name) = split_path(&old_path, windows);
-            if !old_name.is_empty() {
-                original.str(out, "name", old_name);
-            }
-            ext.end_child(out, original);
-            file.end_child(out, ext);
+    if is_rename && let Some(old_path) = policy.content_text(record, "oldContent") {
+        let mut ext = file.child(out, "Ext");
+        let mut original = ext.child(out, "original");
+        original.str(out, "path", &old_path);
+        let (_, old_name) = split_path(&old_path, windows);
+        if !old_name.is_empty() {
+            original.str(out, "name", old_name);
         }
+        ext.end_child(out, original);
+        file.end_child(out, ext);
     }
     root.end_child(out, file);
 }
@@ -374,10 +370,10 @@ fn write_host(record: &Record, root: &mut Object, out: &mut Vec<u8>) -> HostFiel
     let mut ips = Vec::new();
     let mut macs = Vec::new();
     for interface in asset.interfaces() {
-        if let Some(address) = interface.address() {
-            if address.parse::<IpAddr>().is_ok() {
-                push_unique(&mut ips, &address);
-            }
+        if let Some(address) = interface.address()
+            && address.parse::<IpAddr>().is_ok()
+        {
+            push_unique(&mut ips, &address);
         }
         if let Some(mac) = interface
             .mac_address()

@@ -54,10 +54,10 @@ impl Common {
         options: &SyslogOptions,
         cef: &CefOptions,
     ) -> Result<Self, ConfigError> {
-        if let Some(hostname) = &options.hostname {
-            if !is_printable_ascii(hostname, 255) {
-                return Err(ConfigError::InvalidHostname(hostname.clone()));
-            }
+        if let Some(hostname) = &options.hostname
+            && !is_printable_ascii(hostname, 255)
+        {
+            return Err(ConfigError::InvalidHostname(hostname.clone()));
         }
         // Validates the device version the CEF payload uses.
         crate::cef::CefEncoder::new(FieldPolicy::default(), cef)?;

@@ -133,6 +133,31 @@ pub fn v1_ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Pages through a v2 search sorted by `sort` with searchAfter until an
+/// empty page.
+pub async fn collect_sorted(
+    client: &Client,
+    path: &str,
+    sort: &str,
+    page_size: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let mut body = serde_json::json!({ "sort": sort, "pageSize": page_size });
+        if let Some(after) = &after {
+            body["searchAfter"] = after.clone();
+        }
+        let page = client.post_json(path, body).await;
+        let items = page.as_array().unwrap();
+        if items.is_empty() {
+            return ids;
+        }
+        after = Some(items.last().unwrap()["sortValues"].clone());
+        ids.extend(v2_ids(&page));
+    }
+}
+
 /// Pages through a v2 search with searchAfter until an empty page.
 pub async fn collect_v2(
     client: &Client,
