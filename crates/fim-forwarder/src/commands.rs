@@ -124,7 +124,7 @@ pub async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Err(err) => rows.push((format!("login to {gateway}"), false, err.to_string())),
     }
     for sink in &config.sinks {
-        let outcome = check_sink(sink);
+        let outcome = check_sink(sink).await;
         rows.push((
             format!("sink {} ({})", sink.name, sink.kind),
             outcome.is_ok(),
@@ -152,8 +152,10 @@ pub async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Checks that a sink's destination is reachable without sending anything.
-fn check_sink(sink: &fim_sinks::SinkSpec) -> Result<String, String> {
+/// Checks that a sink's destination is reachable without sending anything:
+/// a file can be opened for appending, a network destination accepts a TCP
+/// connection.
+async fn check_sink(sink: &fim_sinks::SinkSpec) -> Result<String, String> {
     match sink.kind.as_str() {
         "stdout" => Ok("writes to standard output".to_owned()),
         "file" => {
@@ -178,8 +180,65 @@ fn check_sink(sink: &fim_sinks::SinkSpec) -> Result<String, String> {
                     )
                 })
         }
-        other => Ok(format!("type {other}: not checked by this build")),
+        _ => {
+            let addresses = network_addresses(&sink.options);
+            if addresses.is_empty() {
+                return Err("no address, brokers, servers or url to check".to_owned());
+            }
+            let mut reached = Vec::new();
+            for address in &addresses {
+                let connect = tokio::net::TcpStream::connect(address.as_str());
+                match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                    Ok(Ok(_)) => reached.push(address.clone()),
+                    Ok(Err(err)) => return Err(format!("cannot connect to {address}: {err}")),
+                    Err(_) => return Err(format!("connecting to {address} timed out after 5 s")),
+                }
+            }
+            Ok(format!("TCP connection accepted by {}", reached.join(", ")))
+        }
     }
+}
+
+/// Host:port pairs a network sink sends to, from its `address`, `brokers`,
+/// `servers` or `url` option.
+fn network_addresses(options: &toml::Table) -> Vec<String> {
+    let mut found = Vec::new();
+    for key in ["address", "brokers", "servers", "url"] {
+        let values: Vec<&str> = match options.get(key) {
+            Some(toml::Value::String(text)) => vec![text.as_str()],
+            Some(toml::Value::Array(items)) => {
+                items.iter().filter_map(toml::Value::as_str).collect()
+            }
+            _ => continue,
+        };
+        for value in values {
+            found.extend(host_port(value));
+        }
+    }
+    found
+}
+
+/// `nats://host:4222`, `https://host:8088/path` or `host:9092` to
+/// `host:port`, with the scheme's default port when none is given.
+fn host_port(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://").unwrap_or(("", value));
+    let authority = rest.split('/').next()?.rsplit('@').next()?;
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    if has_port {
+        return Some(authority.to_owned());
+    }
+    let port = match scheme {
+        "https" | "tls" => 443,
+        "http" => 80,
+        "nats" => 4222,
+        _ => return None,
+    };
+    Some(format!("{authority}:{port}"))
 }
 
 /// Options of `backfill`.
@@ -570,4 +629,34 @@ fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_port_reads_urls_and_plain_addresses() {
+        assert_eq!(
+            host_port("nats://127.0.0.1:4222").as_deref(),
+            Some("127.0.0.1:4222")
+        );
+        assert_eq!(
+            host_port("nats://user:pw@nats.example").as_deref(),
+            Some("nats.example:4222")
+        );
+        assert_eq!(
+            host_port("https://splunk.example:8088/services/collector").as_deref(),
+            Some("splunk.example:8088")
+        );
+        assert_eq!(
+            host_port("https://es.example/_bulk").as_deref(),
+            Some("es.example:443")
+        );
+        assert_eq!(
+            host_port("127.0.0.1:9092").as_deref(),
+            Some("127.0.0.1:9092")
+        );
+        assert_eq!(host_port("kafka-1"), None);
+    }
 }
