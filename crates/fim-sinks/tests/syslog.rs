@@ -456,6 +456,30 @@ async fn tls_untrusted_server_is_refused() {
 }
 
 #[tokio::test]
+async fn probe_checks_tls_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = certificates(dir.path());
+    let source = format!(
+        "syslog(ip(127.0.0.1) port({{port}}) transport(tls) {} flags(no-parse));",
+        tls_options(&certificates)
+    );
+    let server = SyslogNg::start(dir.path(), &source).await;
+    let address = format!("localhost:{}", server.port);
+    let trusted: SyslogConfig = toml::from_str(&format!(
+        "address = \"{address}\"\ntransport = \"tls\"\n[tls]\nca_file = \"{}\"",
+        certificates.ca.display()
+    ))
+    .unwrap();
+    let untrusted: SyslogConfig =
+        toml::from_str(&format!("address = \"{address}\"\ntransport = \"tls\"")).unwrap();
+
+    assert!(fim_sinks::syslog::probe(&trusted).await.is_ok());
+    let err = fim_sinks::syslog::probe(&untrusted).await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(server.lines().is_empty());
+}
+
+#[tokio::test]
 async fn tls_wrong_server_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let certificates = certificates(dir.path());

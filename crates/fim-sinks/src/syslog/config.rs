@@ -183,6 +183,11 @@ pub enum SyslogConfigError {
     Tls(String),
     #[error("no system CA certificates were found: set tls.ca_file")]
     NoSystemRoots,
+    #[error("failed to connect to the syslog receiver at {address}: {source}")]
+    Unreachable {
+        address: String,
+        source: std::io::Error,
+    },
 }
 
 impl SyslogConfig {

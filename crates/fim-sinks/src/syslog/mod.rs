@@ -28,4 +28,4 @@ pub use config::{
     Format, Framing, SyslogConfig, SyslogConfigError, SyslogRetryConfig, SyslogTlsConfig, Transport,
 };
 pub use framing::Framer;
-pub use sink::SyslogSink;
+pub use sink::{SyslogSink, probe};

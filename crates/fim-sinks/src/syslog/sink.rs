@@ -54,6 +54,10 @@ struct ResendWindow {
     span: Duration,
     batches: VecDeque<(Instant, Vec<u8>, Vec<Range<usize>>)>,
     bytes: usize,
+    /// When the connection dropped, while no new one is up. The window is
+    /// measured back from this moment, not from the reconnect, because a
+    /// receiver may stay down for longer than the window.
+    dropped_at: Option<Instant>,
 }
 
 impl ResendWindow {
@@ -62,7 +66,21 @@ impl ResendWindow {
             span,
             batches: VecDeque::new(),
             bytes: 0,
+            dropped_at: None,
         }
+    }
+
+    /// Keeps what was written in the window before now until the next
+    /// connection has resent it.
+    fn connection_dropped(&mut self) {
+        if self.dropped_at.is_none() {
+            self.prune();
+            self.dropped_at = Some(Instant::now());
+        }
+    }
+
+    fn resent(&mut self) {
+        self.dropped_at = None;
     }
 
     fn push(&mut self, bytes: Vec<u8>, frames: Vec<Range<usize>>) {
@@ -75,9 +93,9 @@ impl ResendWindow {
     }
 
     fn prune(&mut self) {
-        let now = Instant::now();
+        let reference = self.dropped_at.unwrap_or_else(Instant::now);
         while let Some((written, bytes, _)) = self.batches.front() {
-            let expired = now.duration_since(*written) > self.span;
+            let expired = reference.saturating_duration_since(*written) > self.span;
             if !expired && self.bytes <= MAX_WINDOW_BYTES {
                 break;
             }
@@ -165,6 +183,7 @@ impl SyslogSink {
                         cause = open.closed() => {
                             tracing::info!(sink = %self.context.name, address = %self.config.address, cause = %cause, "syslog connection closed, reconnecting");
                             connection = None;
+                            window.connection_dropped();
                             continue;
                         }
                     }
@@ -240,6 +259,7 @@ impl SyslogSink {
                 match self.reconnect(window).await {
                     Ok(open) => *connection = Some(open),
                     Err(err) => {
+                        window.connection_dropped();
                         self.wait_after_failure(&mut backoff, &err, batch).await;
                         continue;
                     }
@@ -252,6 +272,7 @@ impl SyslogSink {
                 Ok(()) => return,
                 Err(err) => {
                     *connection = None;
+                    window.connection_dropped();
                     self.wait_after_failure(&mut backoff, &err, batch).await;
                 }
             }
@@ -276,8 +297,12 @@ impl SyslogSink {
     async fn reconnect(&self, window: &mut ResendWindow) -> std::io::Result<Connection> {
         let mut open = self.connector.connect().await?;
         let (bytes, frames) = window.contents();
+        if frames.is_empty() {
+            window.resent();
+        }
         if !frames.is_empty() {
             open.write(&bytes, &frames).await?;
+            window.resent();
             SinkMetrics::add(&self.context.metrics.sent, frames.len() as u64);
             SinkMetrics::add(&self.context.metrics.bytes, bytes.len() as u64);
             tracing::info!(
@@ -294,11 +319,75 @@ impl SyslogSink {
     }
 }
 
+/// Connects to the receiver, TLS handshake included, and closes the
+/// connection without sending anything, for a deployment check. A UDP
+/// receiver cannot be checked this way, so UDP only resolves the address.
+pub async fn probe(config: &SyslogConfig) -> Result<(), SyslogConfigError> {
+    let tls = match config.transport {
+        Transport::Tls => Some(super::tls::client_config(config)?),
+        Transport::Tcp | Transport::Udp => None,
+    };
+    let connector = Connector {
+        address: config.address.clone(),
+        transport: config.transport,
+        timeout: config.connect_timeout,
+        tls,
+    };
+    let mut connection =
+        connector
+            .connect()
+            .await
+            .map_err(|source| SyslogConfigError::Unreachable {
+                address: config.address.clone(),
+                source,
+            })?;
+    connection.shutdown().await;
+    Ok(())
+}
+
 impl Sink for SyslogSink {
     fn run(
         self: Box<Self>,
         input: mpsc::Receiver<Delivery>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin((*self).run_loop(input))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn window_outlives_long_outage() {
+        let mut window = ResendWindow::new(Duration::from_secs(5));
+        window.push(b"old".to_vec(), vec![0..3]);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        window.push(b"recent".to_vec(), vec![0..6]);
+        window.connection_dropped();
+        tokio::time::advance(Duration::from_secs(60)).await;
+
+        let (bytes, frames) = window.contents();
+        assert_eq!(bytes, b"recent");
+        assert_eq!(frames, vec![0..6]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_expires_while_connected() {
+        let mut window = ResendWindow::new(Duration::from_secs(5));
+        window.push(b"old".to_vec(), vec![0..3]);
+        tokio::time::advance(Duration::from_secs(6)).await;
+
+        let (bytes, frames) = window.contents();
+        assert!(bytes.is_empty());
+        assert!(frames.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_is_off_when_zero() {
+        let mut window = ResendWindow::new(Duration::ZERO);
+        window.push(b"frame".to_vec(), vec![0..5]);
+        assert!(window.contents().1.is_empty());
     }
 }

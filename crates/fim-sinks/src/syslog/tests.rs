@@ -84,7 +84,10 @@ fn tls_options_need_tls_transport() {
     let err = config
         .validate(&encoder(Encoding::Cef, Some(99_999)))
         .unwrap_err();
-    assert!(err.to_string().contains("transport = \\\"tls\\\""), "{err}");
+    assert!(
+        err.to_string().contains(r#"set transport = "tls""#),
+        "{err}"
+    );
 }
 
 #[test]
