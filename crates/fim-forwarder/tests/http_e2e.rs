@@ -1,7 +1,7 @@
 //! The `fim-forwarder` binary from the simulator to an in-process receiver
-//! that answers like Splunk HEC or Elasticsearch `_bulk`. A fake, because
-//! neither Splunk nor Elasticsearch can run on the machines this project is
-//! tested on; it follows the documented replies of both (HEC's
+//! that replies like Splunk HEC or Elasticsearch `_bulk`. It is a fake
+//! because neither Splunk nor Elasticsearch can run on the machines this
+//! project is tested on. It follows the documented replies of both (HEC's
 //! `{"text":…,"code":…,"invalid-event-number":…}`, `_bulk`'s per-item
 //! `status` in request order).
 

@@ -1,6 +1,6 @@
 //! The `fim-forwarder` binary from the simulator to syslog-ng. Each test
 //! starts its own syslog-ng as a child process with a generated config on a
-//! free loopback port; syslog-ng parses each RFC 5424 message and writes its
+//! free loopback port. syslog-ng parses each RFC 5424 message and writes its
 //! MSG (the record's JSON) to a file the test reads back.
 //! `scripts/test.sh` installs syslog-ng.
 
