@@ -7,6 +7,10 @@
 //! good goes to the dead-letter file. Everything else is retried with
 //! backoff for as long as the process runs. [`retry`] lists the rules.
 //!
+//! NOTE: HEC indexer acknowledgement (channels and `ackId` polling) is not
+//! implemented, so a HEC 200 counts as delivered although Splunk has only
+//! accepted the payload. One request is in flight at a time.
+//!
 //! - `config.rs`: the options.
 //! - `request_builder.rs`: records to request bodies, per mode.
 //! - `service.rs`: one request, with authentication and TLS.
