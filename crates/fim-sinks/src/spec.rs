@@ -22,7 +22,7 @@ const ENCODER_KEYS: &[&str] = &[
     "syslog",
 ];
 
-/// Sink types this build knows.
+/// Sink types built into this binary.
 pub const SINK_TYPES: &[&str] = &["stdout", "file", "nats", "http", "kafka", "syslog"];
 
 /// Default capacity of a sink's channel, in records.
