@@ -180,6 +180,14 @@ async fn check_sink(sink: &fim_sinks::SinkSpec) -> Result<String, String> {
                     )
                 })
         }
+        "syslog" => {
+            // Completes the TLS handshake too, so an untrusted server fails.
+            let options: fim_sinks::syslog::SyslogConfig = sink.options()?;
+            fim_sinks::syslog::probe(&options)
+                .await
+                .map(|()| format!("{} accepted a connection", options.address))
+                .map_err(|err| err.to_string())
+        }
         _ => {
             let addresses = network_addresses(&sink.options);
             if addresses.is_empty() {

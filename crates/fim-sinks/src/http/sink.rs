@@ -152,9 +152,21 @@ impl HttpSink {
             SinkMetrics::add(&metrics.sent, batch.len() as u64);
             SinkMetrics::add(&metrics.bytes, body.bytes.len() as u64);
 
+            // Readiness reports the sink down while the collector gives no
+            // response at all; any response means it is reachable.
             let outcome = match self.service.send(body).await {
-                Ok(response) => self.logic.classify(&response, batch.len()),
-                Err(err) => self.logic.transport_error(&err),
+                Ok(response) => {
+                    metrics
+                        .disconnected
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    self.logic.classify(&response, batch.len())
+                }
+                Err(err) => {
+                    metrics
+                        .disconnected
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.logic.transport_error(&err)
+                }
             };
             match outcome {
                 Outcome::Delivered => {

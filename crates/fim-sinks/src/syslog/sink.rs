@@ -269,7 +269,13 @@ impl SyslogSink {
                 continue;
             };
             match open.write(&batch.bytes, &batch.frames).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.context
+                        .metrics
+                        .disconnected
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 Err(err) => {
                     *connection = None;
                     window.connection_dropped();
@@ -280,6 +286,11 @@ impl SyslogSink {
     }
 
     async fn wait_after_failure(&self, backoff: &mut Backoff, err: &std::io::Error, batch: &Batch) {
+        // Readiness reports the sink down until a batch goes through again.
+        self.context
+            .metrics
+            .disconnected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         SinkMetrics::add(&self.context.metrics.retried, batch.acks.len() as u64);
         let wait = backoff.next_wait();
         tracing::warn!(
