@@ -133,4 +133,4 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
