@@ -449,3 +449,50 @@ mod http_get {
         text
     }
 }
+
+#[test]
+fn backfill_collects_the_range_and_leaves_the_checkpoint() {
+    let sim = start_sim(fim_sim::SimConfig {
+        incident_every: 0,
+        ignored_share: 0.0,
+        ..sim_config(1_500)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.out");
+    let config = write_config(
+        dir.path(),
+        &sim.handle,
+        ALL_STREAMS,
+        "",
+        &json_sink("json", &out),
+    );
+    let expected = id_set(&sim.handle.visible_ids(Stream::Events));
+
+    let output = common::forwarder()
+        .args([
+            "backfill",
+            "--from",
+            "3h",
+            "--streams",
+            "events",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(id_set(&json_ids(&out)), expected);
+    assert_eq!(
+        json_ids(&out).len(),
+        expected.len(),
+        "a record was sent twice"
+    );
+    assert!(
+        !dir.path().join("state/checkpoint.json").exists(),
+        "the backfill wrote the running checkpoint"
+    );
+}
