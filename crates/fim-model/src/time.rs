@@ -39,6 +39,16 @@ impl Timestamp {
         Self { unix_ms }
     }
 
+    /// Returns the current wall-clock time (0 if the clock is before 1970).
+    pub fn now() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        Self { unix_ms }
+    }
+
     /// Returns milliseconds since 1970-01-01T00:00:00Z.
     pub const fn unix_ms(self) -> i64 {
         self.unix_ms

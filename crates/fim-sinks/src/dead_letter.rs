@@ -80,11 +80,7 @@ impl DeadLetter {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
+    fim_model::Timestamp::now().unix_ms()
 }
 
 #[cfg(test)]
