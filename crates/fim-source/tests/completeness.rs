@@ -63,12 +63,12 @@ async fn v1_odd_page_size_keeps_ties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_pages_of_two() {
-    collect_backlog(ApiVersion::V2, 3_000, 2).await;
+    collect_backlog(ApiVersion::V2, 50_000, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_pages_of_two() {
-    collect_backlog(ApiVersion::V1, 3_000, 2).await;
+    collect_backlog(ApiVersion::V1, 50_000, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
