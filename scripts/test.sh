@@ -134,3 +134,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test"
 cargo test --workspace --no-fail-fast
+
+log "packaging checks"
+scripts/packaging-check.sh
