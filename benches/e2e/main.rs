@@ -3,8 +3,9 @@
 //! judge them. `scripts/bench.sh` builds both binaries and runs this.
 //!
 //! Three runs, each with a fresh simulator, forwarder and state directory:
-//! - `backlog`: N events already visible, no rate limit, a file sink; the
-//!   clock stops when `/metrics` counts N acknowledged records.
+//! - `backlog`: N events already visible, no rate limit, one sink (file,
+//!   NATS JetStream or Kafka); the clock stops when `/metrics` counts every
+//!   visible event as acknowledged.
 //! - `slow`: the file sink writes into a FIFO that this process drains at a
 //!   fixed rate after a full stall, to show memory and API calls while the
 //!   buffers are full.
@@ -31,6 +32,8 @@ struct Options {
     events: usize,
     page_size: usize,
     runs: Vec<String>,
+    /// Sink of the backlog run: file, nats or kafka.
+    sink: String,
     slow_rate: u64,
     stall_seconds: u64,
     slow_seconds: u64,
@@ -85,6 +88,10 @@ impl Options {
                 .split(',')
                 .map(str::to_owned)
                 .collect(),
+            sink: values
+                .get("sink")
+                .cloned()
+                .unwrap_or_else(|| "file".to_owned()),
             slow_rate: number("slow-rate", 1000)?,
             stall_seconds: number("stall-seconds", 10)?,
             slow_seconds: number("slow-seconds", 20)?,
@@ -130,15 +137,52 @@ fn main() {
     }
 }
 
+/// Returns the `[[sinks]]` table of a file sink writing JSON lines to `path`.
+fn file_sink(path: &Path) -> String {
+    format!(
+        "[[sinks]]\nname = \"file\"\ntype = \"file\"\nencoding = \"json\"\npath = \"{}\"\n",
+        path.display()
+    )
+}
+
+/// Returns the `[[sinks]]` table of the backlog run's `--sink`, aimed at the
+/// brokers `scripts/test.sh` starts on loopback. ECS, as in the sink
+/// benchmarks; subjects and topics are prefixed `fimbench.`.
+fn backlog_sink(name: &str, dir: &Path) -> Result<String, String> {
+    match name {
+        "file" => Ok(file_sink(&dir.join("events.ndjson"))),
+        "nats" => Ok(r#"[[sinks]]
+name = "nats"
+type = "nats"
+encoding = "ecs"
+servers = ["nats://127.0.0.1:4222"]
+subject = "fimbench.{stream}"
+jetstream = true
+stream = "FIM_BENCH"
+"#
+        .to_owned()),
+        "kafka" => Ok(r#"[[sinks]]
+name = "kafka"
+type = "kafka"
+encoding = "ecs"
+brokers = ["127.0.0.1:9092"]
+topic = "fimbench.{stream}"
+key = "id"
+"#
+        .to_owned()),
+        other => Err(format!("unknown --sink '{other}': use file, nats or kafka")),
+    }
+}
+
 /// Forwarder configuration for one run: the `events` stream only, limits
-/// off, default pipeline and sink buffers (1,000 records each), one file
-/// sink at `sink_path`.
+/// off, default pipeline and sink buffers (1,000 records each), and the
+/// `[[sinks]]` table `sink`.
 fn forwarder_config(
     sim_url: &str,
     dir: &Path,
     options: &Options,
     metrics_port: u16,
-    sink_path: &Path,
+    sink: &str,
 ) -> String {
     format!(
         r#"[source]
@@ -168,17 +212,12 @@ listen = "127.0.0.1:{metrics_port}"
 format = "json"
 level = "warn"
 
-[[sinks]]
-name = "file"
-type = "file"
-encoding = "json"
-path = "{sink}"
+{sink}
 "#,
         user = process::SIM_USERNAME,
         poll = options.poll_interval_ms,
         page_size = options.page_size,
         state = dir.join("state").display(),
-        sink = sink_path.display(),
     )
 }
 
@@ -186,14 +225,14 @@ fn start_pair(
     options: &Options,
     dir: &Path,
     sim_args: &[String],
-    sink_path: &Path,
+    sink: &str,
 ) -> Result<(Sim, Forwarder), String> {
     let sim = Sim::start(&options.sim, sim_args, &dir.join("sim.log"))?;
     let metrics_port = free_port()?;
     let config = dir.join("forwarder.toml");
     std::fs::write(
         &config,
-        forwarder_config(&sim.url, dir, options, metrics_port, sink_path),
+        forwarder_config(&sim.url, dir, options, metrics_port, sink),
     )
     .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
     let forwarder = Forwarder::start(
@@ -212,14 +251,14 @@ fn run_backlog(options: &Options, dir: &Path) -> Result<(), String> {
         "--rate".to_owned(),
         "0".to_owned(),
     ];
-    let sink_path = dir.join("events.ndjson");
+    let sink = backlog_sink(&options.sink, dir)?;
     let sim = Sim::start(&options.sim, &sim_args, &dir.join("sim.log"))?;
     let expected = sim.visible_event_count()?;
     drop(sim);
 
     // The simulator is restarted so its start-up is not in the forwarder's
     // clock; the same seed gives the same backlog.
-    let (sim, forwarder) = start_pair(options, dir, &sim_args, &sink_path)?;
+    let (sim, forwarder) = start_pair(options, dir, &sim_args, &sink)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(600);
 
@@ -249,8 +288,8 @@ fn run_backlog(options: &Options, dir: &Path) -> Result<(), String> {
     let events = expected as f64;
     let minimum = expected.div_ceil(options.page_size);
     println!(
-        "== backlog: {expected} events, file sink (json), page size {}",
-        options.page_size
+        "== backlog: {expected} events, {} sink, page size {}",
+        options.sink, options.page_size
     );
     println!("elapsed             {elapsed:.2} s (forwarder start to last acknowledgement)");
     println!("events/s            {:.0}", events / elapsed);
@@ -289,7 +328,7 @@ fn run_slow(options: &Options, dir: &Path) -> Result<(), String> {
         return Err(format!("mkfifo {} failed: {status}", fifo.display()));
     }
 
-    let (sim, forwarder) = start_pair(options, dir, &sim_args, &fifo)?;
+    let (sim, forwarder) = start_pair(options, dir, &sim_args, &file_sink(&fifo))?;
     // Opening a FIFO for reading blocks until the writer opens it, and the
     // forwarder opens its sink at start-up.
     let reader = std::fs::File::open(&fifo)
@@ -370,7 +409,7 @@ fn run_latency(options: &Options, dir: &Path) -> Result<(), String> {
         "0".to_owned(),
     ];
     let sink_path = dir.join("events.ndjson");
-    let (_sim, forwarder) = start_pair(options, dir, &sim_args, &sink_path)?;
+    let (_sim, forwarder) = start_pair(options, dir, &sim_args, &file_sink(&sink_path))?;
 
     // The first seconds include the forwarder's start-up and first poll.
     let warm_up = Duration::from_secs(3);
