@@ -105,6 +105,8 @@ impl Options {
     }
 }
 
+// NOTE: the child processes are killed on drop, which a signal to this
+// process skips, so an interrupted run can leave fim-sim and fim-forwarder.
 fn main() {
     let options = match Options::parse() {
         Ok(options) => options,
@@ -146,8 +148,8 @@ fn file_sink(path: &Path) -> String {
 }
 
 /// Returns the `[[sinks]]` table of the backlog run's `--sink`, aimed at the
-/// brokers `scripts/test.sh` starts on loopback. ECS, as in the sink
-/// benchmarks; subjects and topics are prefixed `fimbench.`.
+/// brokers `scripts/test.sh` starts on loopback. The encoding is ECS, as in
+/// the sink benchmarks, and subjects and topics start with `fimbench.`.
 fn backlog_sink(name: &str, dir: &Path) -> Result<String, String> {
     match name {
         "file" => Ok(file_sink(&dir.join("events.ndjson"))),
@@ -161,6 +163,8 @@ jetstream = true
 stream = "FIM_BENCH"
 "#
         .to_owned()),
+        // NOTE: tansu 0.6 creates no topic on produce, so `fimbench.events`
+        // must exist before a Kafka run or every batch is retried.
         "kafka" => Ok(r#"[[sinks]]
 name = "kafka"
 type = "kafka"

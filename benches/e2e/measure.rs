@@ -49,7 +49,7 @@ impl ProcSample {
     }
 }
 
-/// `getconf CLK_TCK`, or 100, the value on every common Linux build.
+/// Returns `getconf CLK_TCK`, or 100 (the usual Linux value) when it fails.
 fn clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")

@@ -71,7 +71,7 @@ impl Sim {
     pub fn visible_event_count(&self) -> Result<usize, String> {
         let body = http_get(&self.url, "/__sim/ids?stream=events")?;
         let ids: Vec<serde_json::Value> = serde_json::from_str(&body)
-            .map_err(|err| format!("invalid /__sim/ids answer: {err}"))?;
+            .map_err(|err| format!("invalid /__sim/ids response: {err}"))?;
         Ok(ids.len())
     }
 }
@@ -141,7 +141,7 @@ pub fn free_port() -> Result<u16, String> {
 
 /// Sends `GET path` over HTTP/1.0, so the server closes the connection
 /// after the body and no chunked decoding is needed; returns the body of a
-/// 200 answer.
+/// 200 response.
 pub fn http_get(base_url: &str, path: &str) -> Result<String, String> {
     let authority = base_url
         .strip_prefix("http://")
@@ -157,11 +157,11 @@ pub fn http_get(base_url: &str, path: &str) -> Result<String, String> {
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
-        .map_err(|err| format!("cannot read the answer to GET {path}: {err}"))?;
+        .map_err(|err| format!("cannot read the response to GET {path}: {err}"))?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET {path}: answer without a header end"))?;
+        .ok_or_else(|| format!("GET {path}: response without a header end"))?;
     let status_line = head.lines().next().unwrap_or_default();
     if !status_line.contains(" 200") {
         return Err(format!("GET {path}: {status_line}"));
