@@ -101,7 +101,7 @@ async fn restarts_resume_after_last_checkpoint() {
 async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
     let sim = start_sim(SimConfig {
         concurrency_limit: 1,
-        latency: Duration::from_millis(40),
+        latency: Duration::from_millis(60),
         blocked_status,
         incident_every: 0,
         ignored_share: 0.0,
@@ -126,14 +126,16 @@ async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
                 .text()
                 .await
                 .unwrap();
-            // Busy for 40 ms of every 100 ms.
+            // Busy for 60 ms of every 100 ms: each call of the poller is
+            // blocked with a chance of about 0.6, so a 12-page backlog meets
+            // about 18 blocked answers on average.
             for _ in 0..2_000 {
                 let _ = http
                     .get(format!("{base}/fim/v1/incidents/count"))
                     .bearer_auth(&token)
                     .send()
                     .await;
-                tokio::time::sleep(Duration::from_millis(60)).await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
             }
         })
     };
