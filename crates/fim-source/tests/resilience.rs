@@ -403,7 +403,14 @@ async fn full_channel_pauses_api_calls() {
         .unwrap();
 
     // Nobody reads: the poller fills the channel, then stops calling.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver.len() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the channel never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stalled = search_calls(&sim.request_log()).len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
