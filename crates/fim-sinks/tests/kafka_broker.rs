@@ -144,7 +144,9 @@ async fn broker_gets_every_id() {
 async fn missing_topic_waits_until_created() {
     let tansu = Tansu::start();
     let options = format!(
-        "brokers = [\"{}\"]\ntopic = \"late.fim.{{stream}}\"\n[librdkafka]\n\"message.timeout.ms\" = 2000\n",
+        // librdkafka refreshes its metadata every 5 minutes by default; a
+        // one-second refresh lets the test see the new topic quickly.
+        "brokers = [\"{}\"]\ntopic = \"late.fim.{{stream}}\"\n[librdkafka]\n\"message.timeout.ms\" = 2000\n\"topic.metadata.refresh.interval.ms\" = 1000\n",
         tansu.brokers
     );
     let running = start_sink(&options, 50);
