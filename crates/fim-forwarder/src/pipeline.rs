@@ -50,7 +50,7 @@ impl fim_sinks::Acknowledge for AckGroup {
     }
 }
 
-/// How this run ends.
+/// End condition of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Poll until a shutdown signal.
@@ -59,7 +59,7 @@ pub enum Mode {
     Backfill,
 }
 
-/// What a finished run reports.
+/// Report of a finished run.
 #[derive(Debug, Default)]
 pub struct Summary {
     /// Records routed to the sinks.
@@ -172,9 +172,9 @@ async fn route(
                 record: polled.record.clone(),
                 ack: group.clone(),
             };
-            // A sink only stops after its channel closed, which happens
-            // after this loop ends; a failed send means it crashed, and its
-            // records then stay unacknowledged for the next start.
+            // A sink stops only after its channel closes, which happens after
+            // this loop ends. A failed send therefore means it crashed, so its
+            // records stay unacknowledged and are sent after the next start.
             if sink.send(delivery).await.is_err() {
                 tracing::error!(
                     event_id = polled.record.id(),

@@ -1,10 +1,10 @@
-//! Error answers in the shape the Qualys FIM API uses:
+//! Error responses in the shape the Qualys FIM API uses:
 //! `{"errorCode":"400","message":"..."}`.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// An error answer: HTTP status and the message clients see.
+/// An error response: HTTP status and the message clients receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
@@ -31,7 +31,7 @@ impl ApiError {
         Self::new(404, message)
     }
 
-    /// The JSON body of the answer.
+    /// Returns the JSON body of the response.
     pub fn body(&self) -> String {
         serde_json::json!({
             "errorCode": self.status.to_string(),

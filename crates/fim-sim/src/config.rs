@@ -49,7 +49,7 @@ pub struct SimConfig {
     /// Share of events (0 to 1) drawn from the edge-case fixture records,
     /// each with a fresh id and fresh times.
     pub tricky_share: f64,
-    /// Longest delay before an analyst reviews a new incident (and, for
+    /// Maximum delay before an analyst reviews a new incident (and, for
     /// some, before it is reopened); each change moves `lastUpdatedBy.date`.
     #[serde(with = "humantime_serde")]
     pub incident_update_after: Duration,
@@ -66,15 +66,15 @@ pub struct SimConfig {
     /// Lifetime of a token issued by `POST /auth`.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
-    /// Share of API calls (0 to 1) answered with a 5xx status.
+    /// Share of API calls (0 to 1) that get a 5xx response.
     pub fail_rate: f64,
-    /// Delay added before every API answer.
+    /// Delay added before every API response.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
     /// Share of API calls (0 to 1) whose 200 body is cut off mid-JSON.
     pub truncate_rate: f64,
     /// Share of API calls (0 to 1) whose connection is reset (TCP RST)
-    /// instead of answered.
+    /// instead of a response.
     pub reset_rate: f64,
     /// Largest `pageSize` a search accepts.
     pub max_page_size: usize,

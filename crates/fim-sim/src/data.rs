@@ -177,12 +177,12 @@ impl Data {
         }
     }
 
-    /// Whether an incident with this id exists.
+    /// Tells whether an incident with this id exists.
     pub fn has_incident(&self, id: &str) -> bool {
         self.incident_positions.contains_key(id)
     }
 
-    /// Every id of `stream` a client can see at `now_ms`.
+    /// Lists every id of `stream` a client can see at `now_ms`.
     pub fn visible_ids(&self, stream: Stream, now_ms: i64) -> Vec<Arc<str>> {
         if stream == Stream::IncidentEvents {
             let mut ids: Vec<Arc<str>> = self

@@ -42,7 +42,7 @@ struct Cli {
     /// Share of events (0-1) whose processedTime is minutes to hours after dateTime. [default: 0.1]
     #[arg(long, value_name = "F")]
     late_share: Option<f64>,
-    /// Longest delay of a late event. [default: 2h]
+    /// Maximum delay of a late event. [default: 2h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     late_max: Option<Duration>,
     /// Share of events (0-1) that land in the ignored-events stream. [default: 0.05]
@@ -51,7 +51,7 @@ struct Cli {
     /// Open one incident for every N events; 0 for no incidents. [default: 50]
     #[arg(long, value_name = "N")]
     incident_every: Option<usize>,
-    /// Longest delay before a new incident is reviewed (status and approval change). [default: 1m]
+    /// Maximum delay before a new incident is reviewed (status and approval change). [default: 1m]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     incident_update_after: Option<Duration>,
     /// Share of events (0-1) drawn from the edge-case fixtures, each with a fresh id. [default: 0]
@@ -72,16 +72,16 @@ struct Cli {
     /// Lifetime of tokens from POST /auth (4h, 30s). [default: 4h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     token_ttl: Option<Duration>,
-    /// Share of API calls (0-1) answered 500, 502 or 503. [default: 0]
+    /// Share of API calls (0-1) that get a 500, 502 or 503 response. [default: 0]
     #[arg(long, value_name = "F")]
     fail_rate: Option<f64>,
-    /// Delay added before every API answer (250ms). [default: 0s]
+    /// Delay added before every API response (250ms). [default: 0s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     latency: Option<Duration>,
     /// Share of API calls (0-1) whose 200 body is cut off mid-JSON. [default: 0]
     #[arg(long, value_name = "F")]
     truncate_rate: Option<f64>,
-    /// Share of API calls (0-1) whose connection is reset instead of answered. [default: 0]
+    /// Share of API calls (0-1) whose connection is reset instead of getting a response. [default: 0]
     #[arg(long, value_name = "F")]
     reset_rate: Option<f64>,
     /// Largest pageSize a search accepts. [default: 10000]

@@ -490,8 +490,8 @@ async fn auth(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let started = Instant::now();
     let time_ms = now_ms();
     let config = shared.config();
-    // The form is parsed whatever the Content-Type says, as lenient
-    // gateways do; the password it carries is never logged.
+    // The form is parsed whatever the Content-Type header is, as lenient
+    // gateways do. The password it carries is never logged.
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let request_bytes = body.len();
     let response = if form.get("token").map(String::as_str) != Some("true") {
@@ -823,7 +823,7 @@ async fn sim_settings(State(shared): State<Arc<Shared>>) -> Response {
     json_response(settings_json(&shared.config()))
 }
 
-/// The settings as `/__sim/faults` shows them, password hidden.
+/// Renders the settings for `/__sim/faults`, with the password hidden.
 fn settings_json(config: &SimConfig) -> String {
     let mut shown = config.clone();
     shown.password = "<redacted>".to_owned();

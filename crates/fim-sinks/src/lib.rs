@@ -50,7 +50,7 @@ pub struct Delivery {
     pub ack: Arc<dyn Acknowledge>,
 }
 
-/// What every sink gets besides its own options.
+/// Shared parts every sink receives besides its own options.
 #[derive(Debug, Clone)]
 pub struct SinkContext {
     pub name: String,

@@ -70,7 +70,7 @@ impl Cursor {
     }
 }
 
-/// Where checkpoints are kept.
+/// Storage of checkpoints.
 pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     /// Returns the saved state, or `None` on a first run.
     fn load(&self) -> Result<Option<SourceState>, CheckpointError>;

@@ -150,7 +150,7 @@ mod defaults {
     pub fn start_from() -> StartFrom {
         StartFrom::LookBack(Duration::from_secs(24 * 3600))
     }
-    /// The lag the Qualys add-on for Splunk keeps.
+    /// Returns the lag the Qualys add-on for Splunk keeps.
     pub fn lag() -> Duration {
         Duration::from_secs(30)
     }

@@ -44,7 +44,7 @@ pub struct Polled {
     pub ack: AckToken,
 }
 
-/// How a source runs, besides its configuration.
+/// Run options of a source, besides its configuration.
 #[derive(Debug, Clone)]
 pub struct SourceOptions {
     pub observer: Arc<dyn ApiObserver>,
@@ -77,7 +77,7 @@ pub enum StreamStatus {
     Finished,
 }
 
-/// The lanes of a stream: (lane name, field, kind searched).
+/// Returns the lanes of a stream: (lane name, field, kind searched).
 fn lanes_of(kind: RecordKind) -> Vec<(&'static str, OrderField, RecordKind)> {
     match kind {
         RecordKind::Event => vec![(

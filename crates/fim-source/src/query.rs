@@ -33,7 +33,7 @@ impl OrderField {
     }
 }
 
-/// An inclusive QQL range on `field` between two instants in epoch ms.
+/// Writes an inclusive QQL range on `field` between two instants in epoch ms.
 pub fn time_window(field: OrderField, from_ms: i64, to_ms: i64) -> String {
     format!(
         "{}: ['{}'..'{}']",
@@ -53,7 +53,7 @@ pub fn combine(user_filter: &str, window: &str) -> String {
     }
 }
 
-/// What a request is for: the list or the count of a stream.
+/// Purpose of a request: the list or the count of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Search,

@@ -247,7 +247,7 @@ impl WindowState {
     }
 }
 
-/// A bucket refilled at `calls` per `per`, holding up to `burst` calls.
+/// Builds a bucket refilled at `calls` per `per`, holding up to `burst` calls.
 fn bucket(calls: u32, per: Duration, burst: u32) -> DefaultDirectRateLimiter {
     let calls = calls.max(1);
     let period = (per / calls).max(Duration::from_nanos(1));

@@ -467,7 +467,7 @@ fn last_sort_values(body: &str) -> Option<Value> {
         .cloned()
 }
 
-/// The wait a blocked answer asks for: `X-RateLimit-ToWait-Sec`, else
+/// Returns the wait a blocked response requests: `X-RateLimit-ToWait-Sec`, else
 /// `Retry-After` (seconds or an HTTP date), else one second.
 fn blocked_wait(headers: &HeaderMap, report: &LimitReport) -> Duration {
     if let Some(seconds) = report.to_wait_sec.filter(|seconds| *seconds > 0) {
@@ -491,7 +491,7 @@ fn blocked_wait(headers: &HeaderMap, report: &LimitReport) -> Duration {
     Duration::from_secs(1)
 }
 
-/// The `message` of a Qualys error body, or the start of the body.
+/// Returns the `message` of a Qualys error body, or the start of the body.
 fn server_reason(body: &str) -> String {
     let message = serde_json::from_str::<Value>(body).ok().and_then(|value| {
         value
@@ -506,7 +506,7 @@ fn server_reason(body: &str) -> String {
     }
 }
 
-/// A one-line description of a request for logs and errors, without the
+/// Describes a request on one line for logs and errors, without the
 /// token: `POST http://host/fim/v2/events/search {"filter": ...}`.
 fn describe(method: &reqwest::Method, url: &reqwest::Url, params: &[(&str, Value)]) -> String {
     let shown: serde_json::Map<String, Value> = params
