@@ -213,7 +213,7 @@ impl ApiLimiter {
     }
 
     /// Closes the gate after a 409 or 429 for `wait` (capped at `max_wait`)
-    /// plus a little jitter, so streams that were told the same time do not
+    /// plus a little jitter, so streams given the same wait do not
     /// all call at once. Returns the wait applied.
     pub fn blocked(&self, wait: Duration) -> Duration {
         let capped = wait.min(self.max_wait);
