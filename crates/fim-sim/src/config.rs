@@ -229,6 +229,9 @@ pub struct FaultUpdate {
     /// `true` makes every token issued so far invalid at once, as when a
     /// token runs out in the middle of paging.
     pub expire_tokens: Option<bool>,
+    /// Spoils the next successful search pages, one per entry, in order
+    /// (see [`crate::spoil`]).
+    pub spoil_pages: Option<Vec<crate::spoil::Spoil>>,
 }
 
 impl FaultUpdate {

@@ -29,6 +29,7 @@ pub mod qql;
 mod record;
 mod search;
 mod server;
+pub mod spoil;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};

@@ -32,6 +32,7 @@ use crate::data::{Data, Stream};
 use crate::limits::{Admission, Limiter};
 use crate::record::now_ms;
 use crate::search::{CountRequest, Params, SearchRequest, project};
+use crate::spoil::{self, Spoil, Spoiled};
 
 /// Largest request body the API accepts.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -60,6 +61,8 @@ pub struct Shared {
     /// Draws fault decisions; seeded so a run with the same seed injects the
     /// same sequence of faults.
     pub fault_rng: Mutex<ChaCha8Rng>,
+    /// Spoils waiting for the next search pages, first in first applied.
+    pub spoils: Mutex<VecDeque<Spoil>>,
 }
 
 /// One line of the request log.
@@ -80,7 +83,8 @@ pub struct RequestLogEntry {
     /// `X-RateLimit-ToWait-Sec` (or `Retry-After`) of a blocked call.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub wait_sec: Option<u64>,
-    /// Fault injected into this call: `error`, `truncated` or `reset`.
+    /// Fault injected into this call: `error`, `truncated`, `reset`, or
+    /// `spoil:<kind>[:<record id>]` (see [`crate::spoil`]).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fault: Option<String>,
 }
@@ -97,6 +101,7 @@ impl Shared {
             limiter: Mutex::new(Limiter::default()),
             log: Mutex::new(VecDeque::new()),
             fault_rng: Mutex::new(fault_rng),
+            spoils: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -128,7 +133,25 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .expire_all();
         }
+        if let Some(spoils) = &update.spoil_pages {
+            self.spoils
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(spoils.iter().copied());
+        }
         Ok(config.clone())
+    }
+
+    /// Applies the first queued spoil to `page`; a spoil that needs a
+    /// record stays queued while pages come back empty.
+    fn spoil_next(&self, page: &[u8]) -> Option<Spoiled> {
+        let mut spoils = self.spoils.lock().unwrap_or_else(PoisonError::into_inner);
+        let spoil = *spoils.front()?;
+        let spoiled = spoil::apply(spoil, page);
+        if spoiled.is_some() || !spoil.needs_record() {
+            spoils.pop_front();
+        }
+        spoiled
     }
 
     fn chance(&self, share: f64) -> bool {
@@ -450,15 +473,24 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         let (mut parts, body) = response.into_parts();
         let mut bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
         let mut fault = None;
-        if parts.status == StatusCode::OK && bytes.len() > 1 && shared.chance(config.truncate_rate)
+        if parts.status == StatusCode::OK
+            && parts.extensions.get::<SearchPage>().is_some()
+            && let Some(spoiled) = shared.spoil_next(&bytes)
+        {
+            bytes = Bytes::from(spoiled.body);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            fault = Some(spoiled.note);
+        } else if parts.status == StatusCode::OK
+            && bytes.len() > 1
+            && shared.chance(config.truncate_rate)
         {
             // Cut mid-JSON; the length header matches the cut body, so the
             // HTTP exchange itself completes and only the JSON is broken.
             bytes = bytes.slice(..bytes.len() / 2);
             parts.headers.remove(header::CONTENT_LENGTH);
-            fault = Some("truncated");
+            fault = Some("truncated".to_owned());
         }
-        log(parts.status.as_u16(), bytes.len(), None, fault);
+        log(parts.status.as_u16(), bytes.len(), None, fault.as_deref());
         Response::from_parts(parts, Body::from(bytes))
     };
 
@@ -758,8 +790,14 @@ fn search(
         }
     }
     body.push(']');
-    json_response(body)
+    let mut response = json_response(body);
+    response.extensions_mut().insert(SearchPage);
+    response
 }
+
+/// Marks a search page, the only kind of response a queued spoil applies to.
+#[derive(Debug, Clone, Copy)]
+struct SearchPage;
 
 fn count(shared: &Shared, stream: Stream, incident: Option<&str>, params: Params) -> Response {
     let now = now_ms();

@@ -303,6 +303,66 @@ async fn truncate_rate_cuts_the_json() {
 }
 
 #[tokio::test]
+async fn spoils_apply_to_search_pages_in_order() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let settings = client
+        .post(
+            "/__sim/faults",
+            json!({ "spoil-pages": ["not-json", "missing-id"] }),
+        )
+        .await;
+    assert_eq!(settings.status(), 200);
+
+    // A count is not a search page: the queue waits.
+    let count = client.post_json("/fim/v2/events/count", json!({})).await;
+    assert!(count["count"].as_u64().unwrap() > 0);
+
+    let first = client
+        .post("/fim/v2/events/search", json!({ "pageSize": 5 }))
+        .await;
+    assert_eq!(first.status(), 200);
+    assert!(first.text().await.unwrap().starts_with("<html>"));
+
+    let second = client
+        .post_json("/fim/v2/events/search", json!({ "pageSize": 5 }))
+        .await;
+    let items = second.as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(items[2]["data"].get("id").is_none());
+    assert!(items[1]["data"].get("id").is_some());
+
+    let third = client
+        .post_json("/fim/v2/events/search", json!({ "pageSize": 5 }))
+        .await;
+    assert_eq!(common::v2_ids(&third).len(), 5, "the queue is empty again");
+
+    let log = request_log(&client).await;
+    let faults: Vec<&str> = log
+        .iter()
+        .filter_map(|entry| entry.fault.as_deref())
+        .collect();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert_eq!(faults[0], "spoil:not-json");
+    assert!(faults[1].starts_with("spoil:missing-id:"), "{faults:?}");
+}
+
+#[tokio::test]
+async fn unknown_spoil_is_rejected() {
+    let sim = start(quiet_config()).await;
+    let client = Client::login(&sim).await;
+    let response = client
+        .post("/__sim/faults", json!({ "spoil-pages": ["on-fire"] }))
+        .await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("on-fire") && text.contains("missing-id"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn reset_rate_resets_the_connection() {
     let sim = start(SimConfig {
         reset_rate: 1.0,
