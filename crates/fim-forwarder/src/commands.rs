@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use fim_model::RecordKind;
 use fim_sim::{RateLimit, SimConfig, SimHandle, Simulator};
 use fim_source::{
-    CheckpointError, CheckpointStore, FimClient, Secret, SourceOptions, SourceState, StartFrom,
+    CheckpointError, CheckpointStore, FimClient, RejectedRecords, Secret, SourceOptions,
+    SourceState, StartFrom,
 };
 use tokio::sync::watch;
 
@@ -330,6 +331,9 @@ pub async fn backfill(path: Option<&Path>, args: BackfillArgs) -> anyhow::Result
         observer: metrics.clone(),
         checkpoint_interval: None,
         stop_at_ms: Some(to),
+        rejected: Some(Arc::new(RejectedRecords::new(
+            config.source_dead_letter_path(),
+        ))),
     };
     let (_shutdown_tx, shutdown) = shutdown_on_signals()?;
     let (_reopen_tx, reopen) = watch::channel(0u64);
@@ -456,6 +460,9 @@ async fn serve(
         observer: metrics.clone(),
         checkpoint_interval: Some(config.pipeline.checkpoint_interval),
         stop_at_ms,
+        rejected: Some(Arc::new(RejectedRecords::new(
+            config.source_dead_letter_path(),
+        ))),
     };
     let summary = pipeline::run(config, metrics, options, mode, shutdown, reopen, None).await?;
     tracing::info!(

@@ -291,6 +291,12 @@ impl Config {
         })
     }
 
+    /// Dead-letter file for records the API sent that cannot be read:
+    /// `<state dir>/source-dead-letter.ndjson`.
+    pub fn source_dead_letter_path(&self) -> PathBuf {
+        self.state.dir.join("source-dead-letter.ndjson")
+    }
+
     /// Dead-letter file of `sink`: its own setting, else
     /// `<state dir>/dead-letter/<name>.ndjson`.
     pub fn dead_letter_path(&self, sink: &SinkSpec) -> PathBuf {

@@ -34,6 +34,7 @@ pub struct Metrics {
     logins: IntCounter,
     records_polled: IntCounterVec,
     records_duplicate: IntCounterVec,
+    records_rejected: IntCounterVec,
     channel_fill: IntGaugeVec,
     channel_capacity: IntGaugeVec,
     sink_records: IntCounterVec,
@@ -136,6 +137,12 @@ impl Metrics {
                 "fim_rate_limit_waits_total",
                 "Waits for the API budget, by cause (limiter, 409, 429).",
                 &["cause"],
+            ),
+            records_rejected: counter_vec(
+                &registry,
+                "fim_source_records_rejected_total",
+                "Records the API sent that could not be read (no id, not an object, invalid JSON), skipped and written to the source dead-letter file, by stream.",
+                &["stream"],
             ),
             records_polled: counter_vec(
                 &registry,
@@ -389,6 +396,10 @@ impl ApiObserver for Metrics {
         self.api_retries
             .with_label_values(&[endpoint, reason])
             .inc();
+    }
+
+    fn rejected(&self, stream: &str) {
+        self.records_rejected.with_label_values(&[stream]).inc();
     }
 
     fn login(&self) {

@@ -18,6 +18,7 @@ pub mod dedup;
 pub mod error;
 pub mod poller;
 pub mod query;
+pub mod rejected;
 pub mod secret;
 pub mod tracker;
 
@@ -28,5 +29,6 @@ pub use error::SourceError;
 pub use poller::{
     PAGING_WINDOW, Polled, SourceHandle, SourceMonitor, SourceOptions, StreamStatus, start,
 };
+pub use rejected::RejectedRecords;
 pub use secret::Secret;
 pub use tracker::{AckToken, StreamTracker};

@@ -28,6 +28,7 @@ use crate::config::SourceConfig;
 use crate::dedup::DedupCache;
 use crate::error::SourceError;
 use crate::query::{OrderField, combine, time_window};
+use crate::rejected::RejectedRecords;
 use crate::tracker::{AckToken, Point, StreamTracker};
 
 /// Rows a `pageNumber` search can reach on the Qualys API.
@@ -54,6 +55,9 @@ pub struct SourceOptions {
     /// Stop each stream once it has collected everything up to this time
     /// (epoch ms), for a one-off backfill; `None` polls forever.
     pub stop_at_ms: Option<i64>,
+    /// Where records the API sent that cannot be read are written; `None`
+    /// only logs them.
+    pub rejected: Option<Arc<RejectedRecords>>,
 }
 
 impl Default for SourceOptions {
@@ -62,6 +66,7 @@ impl Default for SourceOptions {
             observer: Arc::new(crate::client::NoObserver),
             checkpoint_interval: Some(Duration::from_secs(5)),
             stop_at_ms: None,
+            rejected: None,
         }
     }
 }
@@ -203,6 +208,8 @@ pub async fn start(
             lag_ms: i64::try_from(config.lag.as_millis()).unwrap_or(0),
             poll_interval: config.poll_interval,
             stop_at_ms: options.stop_at_ms,
+            rejected: options.rejected.clone(),
+            observer: options.observer.clone(),
         };
         tasks.push(tokio::spawn(
             poller.run(shutdown_rx.clone(), status.clone()),
@@ -462,6 +469,8 @@ struct StreamPoller {
     lag_ms: i64,
     poll_interval: Duration,
     stop_at_ms: Option<i64>,
+    rejected: Option<Arc<RejectedRecords>>,
+    observer: Arc<dyn ApiObserver>,
 }
 
 impl StreamPoller {
@@ -560,7 +569,7 @@ impl StreamPoller {
             let count = page.items.len();
             let mut last_position = None;
             for item in page.items {
-                if let Some(position) = self.handle(index, item).await? {
+                if let Some(position) = self.handle(index, item, &query).await? {
                     last_position = Some(position);
                 }
             }
@@ -642,7 +651,7 @@ impl StreamPoller {
             let page = self.client.search(&query).await?;
             let count = page.items.len();
             for item in page.items {
-                self.handle(index, item).await?;
+                self.handle(index, item, &query).await?;
             }
             if count < self.page_size {
                 break;
@@ -658,13 +667,12 @@ impl StreamPoller {
         &mut self,
         index: usize,
         item: Result<Record, RecordError>,
+        query: &SearchQuery,
     ) -> Result<Option<(i64, String)>, SourceError> {
         let record = match item {
             Ok(record) => record,
             Err(err) => {
-                // NOTE: an unreadable record is logged and skipped; it is not
-                // yet written to a dead-letter file.
-                tracing::warn!(stream = self.kind.stream_name(), cause = %err, "skipping a record that cannot be read");
+                self.reject(query, &err);
                 return Ok(None);
             }
         };
@@ -738,7 +746,7 @@ impl StreamPoller {
                 let record = match item {
                     Ok(record) => record,
                     Err(err) => {
-                        tracing::warn!(stream = self.kind.stream_name(), incident, cause = %err, "skipping an incident event that cannot be read");
+                        self.reject(&query, &err);
                         continue;
                     }
                 };
@@ -778,6 +786,35 @@ impl StreamPoller {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Skips a record the API sent that cannot be read: logs it with the
+    /// request, counts it and writes it to the dead-letter file.
+    fn reject(&self, query: &SearchQuery, err: &RecordError) {
+        let stream = self.kind.stream_name();
+        let request = query.describe();
+        self.observer.rejected(stream);
+        let Some(rejected) = &self.rejected else {
+            tracing::warn!(stream, request, cause = %err, "skipping a record that cannot be read");
+            return;
+        };
+        match rejected.write(self.kind, &request, err) {
+            Ok(()) => tracing::warn!(
+                stream,
+                request,
+                cause = %err,
+                dead_letter = %rejected.path().display(),
+                "skipping a record that cannot be read; it was written to the dead-letter file"
+            ),
+            Err(write_err) => tracing::error!(
+                stream,
+                request,
+                cause = %err,
+                dead_letter = %rejected.path().display(),
+                error = %write_err,
+                "skipping a record that cannot be read; writing it to the dead-letter file failed, so this log line is its only trace"
+            ),
         }
     }
 

@@ -40,6 +40,8 @@ pub trait ApiObserver: Send + Sync + std::fmt::Debug {
     fn retry(&self, _endpoint: &str, _reason: &str) {}
     /// Records that a new token was fetched.
     fn login(&self) {}
+    /// Records that a record of `stream` could not be read and was skipped.
+    fn rejected(&self, _stream: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -62,6 +64,24 @@ pub struct SearchQuery {
     pub page_number: usize,
     /// v2 paging: the `sortValues` of the last record seen.
     pub search_after: Option<Value>,
+}
+
+impl SearchQuery {
+    /// Describes the request for logs: stream, incident, filter and paging.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} search", self.kind);
+        if let Some(incident) = &self.incident {
+            text.push_str(&format!(" of incident {incident}"));
+        }
+        text.push_str(&format!(" with filter `{}`", self.filter));
+        if self.page_number > 0 {
+            text.push_str(&format!(", pageNumber {}", self.page_number));
+        }
+        if let Some(after) = &self.search_after {
+            text.push_str(&format!(", searchAfter {after}"));
+        }
+        text
+    }
 }
 
 /// One page of search results, each record parsed on its own so one bad
