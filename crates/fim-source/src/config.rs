@@ -2,6 +2,7 @@
 //! streams to poll and how fast.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fim_model::{ApiVersion, RecordKind};
@@ -63,6 +64,11 @@ pub struct SourceConfig {
     /// cut-off body); waits double from one second up to this.
     #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// PEM file of extra CA certificates trusted for the gateway, for a
+    /// private CA or a TLS-inspecting proxy. They are added to the bundled
+    /// Mozilla roots (webpki-roots), which are always trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Accept a server certificate that does not verify. Only for tests
     /// against a self-signed gateway; never in production.
     #[serde(default)]
@@ -208,6 +214,7 @@ impl SourceConfig {
             token_renew_margin: defaults::token_renew_margin(),
             request_timeout: defaults::request_timeout(),
             max_backoff: defaults::max_backoff(),
+            ca_file: None,
             danger_accept_invalid_certs: false,
             dedup: DedupConfig::default(),
         }
@@ -260,6 +267,27 @@ impl SourceConfig {
                 "the Qualys password, e.g. password = \"${QUALYS_PASSWORD}\", or password_file",
             )),
         }
+    }
+
+    /// Reads the certificates of `ca_file`; empty when it is not set.
+    pub fn root_certificates(&self) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let invalid = |reason: String| {
+            ConfigError::new(
+                "source.ca_file",
+                &path.display().to_string(),
+                &format!("a readable PEM file of CA certificates ({reason})"),
+            )
+        };
+        let pem = std::fs::read(path).map_err(|err| invalid(err.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| invalid(err.to_string()))?;
+        if certificates.is_empty() {
+            return Err(invalid("no certificate found".to_owned()));
+        }
+        Ok(certificates)
     }
 
     /// Checks every value serde cannot, reporting all problems at once.
@@ -328,11 +356,17 @@ impl SourceConfig {
                 "at least 1 (100000 is usual)",
             ));
         }
-        if self.filter.contains('\n') {
+        if let Err(problem) = self.root_certificates() {
+            problems.push(problem);
+        }
+        if let Err(problem) = crate::query::check_user_filter(&self.filter) {
             problems.push(ConfigError::new(
                 "source.filter",
                 &self.filter,
-                "a QQL filter on one line",
+                &format!(
+                    "a QQL filter on one line with closed quotes and matched \
+                     parentheses and brackets ({problem})"
+                ),
             ));
         }
         if problems.is_empty() {

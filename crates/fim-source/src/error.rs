@@ -23,6 +23,16 @@ pub enum SourceError {
         status: u16,
         reason: String,
     },
+    #[error(
+        "the TLS certificate of {url} was rejected ({reason}); this is not retried: set \
+         source.ca_file to the CA that issued it, or check that the URL names the Qualys gateway"
+    )]
+    Certificate { url: String, reason: String },
+    #[error(
+        "incident id {0:?} cannot be sent as a URL path segment (it is empty, '.' or '..', \
+         or contains a tab or line break), so its events were not requested"
+    )]
+    InvalidIncidentId(String),
     #[error("invalid source configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("failed to build the HTTP client: {0}")]

@@ -697,7 +697,16 @@ impl StreamPoller {
         });
 
         if self.kind == RecordKind::IncidentEvent {
-            self.emit_incident_events(index, &id).await?;
+            if crate::query::is_valid_path_segment(&id) {
+                self.emit_incident_events(index, &id).await?;
+            } else {
+                // NOTE: the events of such an incident are not collected.
+                tracing::error!(
+                    stream = self.kind.stream_name(),
+                    incident = ?id,
+                    "skipping the events of an incident whose id cannot be a URL path segment"
+                );
+            }
             if let Some(point) = point {
                 self.tracker.mark(index, point);
             }

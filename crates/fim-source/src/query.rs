@@ -43,7 +43,78 @@ pub fn time_window(field: OrderField, from_ms: i64, to_ms: i64) -> String {
     )
 }
 
+/// Checks that `(<filter>)` is one self-contained group, so [`combine`]
+/// cannot let the user's filter change what the time window applies to.
+/// The filter must be on one line and close every quote. Outside quotes, its
+/// parentheses and brackets must open and close in matching pairs. Inside
+/// quotes a backslash escapes the next character, as in QQL. The error names
+/// the problem and its character position.
+///
+/// This is not a QQL parser: a filter that passes can still be invalid QQL,
+/// which the API then rejects with a 400 naming the problem.
+pub fn check_user_filter(filter: &str) -> Result<(), String> {
+    // Open parentheses and brackets outside quotes, with their positions.
+    let mut open: Vec<(char, usize)> = Vec::new();
+    // The open quote character and its position.
+    let mut quote: Option<(char, usize)> = None;
+    let mut escaped = false;
+
+    for (position, c) in filter.chars().enumerate() {
+        if matches!(c, '\n' | '\r') {
+            return Err(format!(
+                "line break at character {position}: write the filter on one line"
+            ));
+        }
+        if let Some((quote_char, _)) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == quote_char {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some((c, position)),
+            '(' | '[' => open.push((c, position)),
+            ')' | ']' => {
+                let expected = if c == ')' { '(' } else { '[' };
+                match open.pop() {
+                    Some((opened, _)) if opened == expected => {}
+                    Some((opened, at)) => {
+                        return Err(format!(
+                            "'{c}' at character {position} does not match the '{opened}' at \
+                             character {at}"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "'{c}' at character {position} closes a '{expected}' the filter \
+                             did not open"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    if let Some((_, at)) = quote {
+        return Err(format!(
+            "the quoted value starting at character {at} is not closed (a backslash escapes \
+             the next character, so write a trailing backslash as \\\\)"
+        ));
+    }
+    if let Some((opened, at)) = open.pop() {
+        return Err(format!("the '{opened}' at character {at} is not closed"));
+    }
+    Ok(())
+}
+
 /// Combines the user's filter with a time window: `(<user>) and <window>`.
+/// The user's filter must pass [`check_user_filter`], which configuration
+/// validation enforces, so the window applies to every match.
 pub fn combine(user_filter: &str, window: &str) -> String {
     let user_filter = user_filter.trim();
     if user_filter.is_empty() {
@@ -51,6 +122,17 @@ pub fn combine(user_filter: &str, window: &str) -> String {
     } else {
         format!("({user_filter}) and {window}")
     }
+}
+
+/// Returns whether `segment` stays one unchanged segment when appended to a
+/// URL path. The `url` crate drops `.` and `..` segments and strips ASCII
+/// tab, LF and CR (as the WHATWG URL standard does), so such an incident id
+/// would send the request to another path.
+pub fn is_valid_path_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && !segment.contains(['\t', '\n', '\r'])
 }
 
 /// Purpose of a request: the list or the count of a stream.
@@ -137,6 +219,61 @@ mod tests {
     #[test]
     fn blank_user_filter_leaves_window_alone() {
         assert_eq!(combine("  ", "w"), "w");
+    }
+
+    #[test]
+    fn user_filter_check_accepts_balanced_filters() {
+        for filter in [
+            "",
+            "severity >= 4 and platform: LINUX",
+            "(action: Create or action: Delete) and not severity: [1, 2]",
+            r"fullPath: 'C:\\temp\\'",
+            "fullPath: 'a(b'",
+            r#"fullPath: "it's \"quoted\" [x""#,
+            "asset.name: 'Zürich ✓'",
+        ] {
+            assert_eq!(check_user_filter(filter), Ok(()), "{filter}");
+        }
+    }
+
+    #[test]
+    fn user_filter_check_rejects_escape_from_group() {
+        let err = check_user_filter("severity: 5) or (action: Create").unwrap_err();
+        assert!(err.contains("')' at character 11"), "{err}");
+    }
+
+    #[test]
+    fn user_filter_check_rejects_open_parenthesis() {
+        let err = check_user_filter("(severity: 5").unwrap_err();
+        assert!(err.contains("'(' at character 0 is not closed"), "{err}");
+    }
+
+    #[test]
+    fn user_filter_check_rejects_mismatched_brackets() {
+        let err = check_user_filter("severity: [1, 2) or (x").unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn user_filter_check_rejects_open_quote() {
+        let err = check_user_filter(r"fullPath: 'C:\temp\'").unwrap_err();
+        assert!(err.contains("not closed"), "{err}");
+    }
+
+    #[test]
+    fn user_filter_check_rejects_line_break() {
+        let err = check_user_filter("severity: 5\r or x: 1").unwrap_err();
+        assert!(err.contains("one line"), "{err}");
+    }
+
+    #[test]
+    fn path_segment_check_rejects_altered_ids() {
+        for id in ["", ".", "..", "a\tb", "a\nb", "a\rb"] {
+            assert!(!is_valid_path_segment(id), "{id:?}");
+        }
+        for id in ["abc", "...", "a/b", "a%2e", "a?b#c", "Zürich"] {
+            assert!(is_valid_path_segment(id), "{id:?}");
+        }
     }
 
     #[test]

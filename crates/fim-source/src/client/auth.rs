@@ -24,17 +24,19 @@ impl Token {
     /// Wraps a token from `/auth` received at `now_ms`, to be renewed
     /// `margin` before its `exp` claim.
     pub fn new(value: String, now_ms: i64, margin: Duration) -> Self {
-        let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(0);
+        // Saturating arithmetic throughout, because `exp` comes from the
+        // server and may be any 64-bit number.
+        let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
         let expires_ms = expiry_ms(&value).unwrap_or_else(|| {
-            now_ms + i64::try_from(DEFAULT_TOKEN_LIFETIME.as_millis()).unwrap_or(0)
+            now_ms.saturating_add(i64::try_from(DEFAULT_TOKEN_LIFETIME.as_millis()).unwrap_or(0))
         });
         // A token that lives shorter than the margin is still used for half
         // its life rather than renewed on every call.
-        let lifetime = (expires_ms - now_ms).max(0);
-        let renew_at_ms = if lifetime > margin_ms * 2 {
+        let lifetime = expires_ms.saturating_sub(now_ms).max(0);
+        let renew_at_ms = if lifetime > margin_ms.saturating_mul(2) {
             expires_ms - margin_ms
         } else {
-            now_ms + lifetime / 2
+            now_ms.saturating_add(lifetime / 2)
         };
         Self {
             value: Secret::new(value),
@@ -87,6 +89,41 @@ mod tests {
             Duration::from_secs(300),
         );
         assert_eq!(token.renew_at_ms, 1_714_564_795_000);
+    }
+
+    /// Builds an unsigned JWT whose claims are `claims`.
+    fn token_with_claims(claims: &str) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn exp_far_in_the_past_renews_at_once() {
+        let token = Token::new(
+            token_with_claims(r#"{"exp":-9223372036854775}"#),
+            1_714_550_400_000,
+            Duration::from_secs(300),
+        );
+        assert_eq!(token.renew_at_ms, 1_714_550_400_000);
+    }
+
+    #[test]
+    fn exp_far_in_the_future_renews_margin_before() {
+        let token = Token::new(
+            token_with_claims(r#"{"exp":9223372036854775}"#),
+            -9_000_000_000_000_000_000,
+            Duration::from_secs(300),
+        );
+        assert_eq!(token.renew_at_ms, 9_223_372_036_854_775_000 - 300_000);
+    }
+
+    #[test]
+    fn huge_margin_does_not_overflow() {
+        let token = Token::new(
+            FIXTURE_TOKEN.trim().to_owned(),
+            1_714_550_400_000,
+            Duration::MAX,
+        );
+        assert_eq!(token.renew_at_ms, 1_714_550_400_000 + 14_400_000 / 2);
     }
 
     #[test]

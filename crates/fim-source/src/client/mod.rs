@@ -9,7 +9,7 @@
 //! | 409, 429 | waits `X-RateLimit-ToWait-Sec` or `Retry-After` (capped, plus jitter), then retries |
 //! | other 4xx (400 invalid filter, 403, 404) | returns [`SourceError::Rejected`] naming the request and the server's reason |
 
-mod auth;
+pub(crate) mod auth;
 pub mod limiter;
 
 use std::sync::Arc;
@@ -129,11 +129,15 @@ impl FimClient {
             )
         })?;
         let password = config.resolve_password()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
             .user_agent(concat!("fim-forwarder/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(config.danger_accept_invalid_certs)
+            .danger_accept_invalid_certs(config.danger_accept_invalid_certs);
+        for certificate in config.root_certificates()? {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
             .build()
             .map_err(|err| SourceError::HttpClient(err.to_string()))?;
         Ok(Self {
@@ -156,6 +160,13 @@ impl FimClient {
 
     /// Fetches one page of `query`.
     pub async fn search(&self, query: &SearchQuery) -> Result<Page, SourceError> {
+        if let Some(incident) = query
+            .incident
+            .as_deref()
+            .filter(|incident| !crate::query::is_valid_path_segment(incident))
+        {
+            return Err(SourceError::InvalidIncidentId(incident.to_owned()));
+        }
         let (method, segments) = endpoint(
             self.api_version,
             query.kind,
@@ -204,18 +215,7 @@ impl FimClient {
         if let Some(interval) = interval {
             params.push(("interval", Value::from(interval)));
         }
-        self.execute(method, &segments, &params, |body| {
-            serde_json::from_str::<Value>(body)
-                .map_err(|err| format!("count response is not JSON ({err})"))
-                .and_then(|value| {
-                    if value.is_object() {
-                        Ok(value)
-                    } else {
-                        Err("count response is not a JSON object".to_owned())
-                    }
-                })
-        })
-        .await
+        self.execute(method, &segments, &params, parse_count).await
     }
 
     /// Logs in once, to prove the credentials work.
@@ -251,6 +251,12 @@ impl FimClient {
                 Ok(exchange) => exchange,
                 Err(err) => {
                     self.observer.response(&label, 0, started.elapsed());
+                    if let Some(reason) = certificate_error(&err) {
+                        return Err(SourceError::Certificate {
+                            url: self.gateway.to_string(),
+                            reason,
+                        });
+                    }
                     let reason = if err.is_timeout() {
                         "timeout"
                     } else {
@@ -385,6 +391,12 @@ impl FimClient {
                 }
                 Err(err) => {
                     self.observer.response("auth", 0, started.elapsed());
+                    if let Some(reason) = certificate_error(&err) {
+                        return Err(SourceError::Certificate {
+                            url: self.gateway.to_string(),
+                            reason,
+                        });
+                    }
                     Err(err.to_string())
                 }
             };
@@ -447,22 +459,52 @@ impl FimClient {
     }
 
     fn url(&self, segments: &[String]) -> reqwest::Url {
-        let mut url = self.gateway.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            for segment in segments {
-                // Each segment is escaped, so an incident id cannot change
-                // the path.
-                path.push(segment);
-            }
-        }
-        url
+        join_url(&self.gateway, segments)
     }
+}
+
+/// Appends `segments` to the gateway's path. Each segment is escaped, so an
+/// incident id cannot change the path, the query or the host.
+pub(crate) fn join_url(gateway: &reqwest::Url, segments: &[String]) -> reqwest::Url {
+    let mut url = gateway.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        for segment in segments {
+            path.push(segment);
+        }
+    }
+    url
+}
+
+/// Returns the reason when `err` failed because the server's certificate
+/// did not verify, which a retry cannot fix.
+fn certificate_error(err: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) =
+            current.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls.to_string());
+        }
+        // `io::Error::source` skips the error it wraps, so step into that one.
+        let wrapped = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        cause = match wrapped {
+            Some(inner) => Some(inner),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// Reads a search response: a JSON array of records (v1) or of
 /// `{"sortValues", "data"}` wrappers (v2/v3).
-fn parse_page(kind: RecordKind, version: ApiVersion, body: &str) -> Result<Page, String> {
+pub(crate) fn parse_page(
+    kind: RecordKind,
+    version: ApiVersion,
+    body: &str,
+) -> Result<Page, String> {
     let fetched_at = Timestamp::from_unix_ms(now_ms());
     let items = Record::parse_page(kind, body, fetched_at, version)
         .map_err(|err: PageError| err.to_string())?;
@@ -477,7 +519,7 @@ fn parse_page(kind: RecordKind, version: ApiVersion, body: &str) -> Result<Page,
     })
 }
 
-fn last_sort_values(body: &str) -> Option<Value> {
+pub(crate) fn last_sort_values(body: &str) -> Option<Value> {
     let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(body).ok()?;
     let last = items.last()?;
     let wrapper: Value = serde_json::from_str(last.get()).ok()?;
@@ -485,6 +527,17 @@ fn last_sort_values(body: &str) -> Option<Value> {
         .get("sortValues")
         .filter(|values| values.is_array())
         .cloned()
+}
+
+/// Reads a count response, which must be a JSON object.
+pub(crate) fn parse_count(body: &str) -> Result<Value, String> {
+    let value = serde_json::from_str::<Value>(body)
+        .map_err(|err| format!("count response is not JSON ({err})"))?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err("count response is not a JSON object".to_owned())
+    }
 }
 
 /// Returns the wait a blocked response requests: `X-RateLimit-ToWait-Sec`, else
@@ -511,16 +564,20 @@ fn blocked_wait(headers: &HeaderMap, report: &LimitReport) -> Duration {
     Duration::from_secs(1)
 }
 
-/// Returns the `message` of a Qualys error body, or the start of the body.
-fn server_reason(body: &str) -> String {
+/// Returns the `message` of a Qualys error body, or the start of the body,
+/// at most 300 characters either way because the text goes into logs and
+/// errors.
+pub(crate) fn server_reason(body: &str) -> String {
     let message = serde_json::from_str::<Value>(body).ok().and_then(|value| {
         value
             .get("message")
             .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|message| !message.is_empty())
             .map(str::to_owned)
     });
     match message {
-        Some(message) => message,
+        Some(message) => truncate(&message, 300),
         None if body.trim().is_empty() => "empty body".to_owned(),
         None => truncate(body.trim(), 300),
     }
@@ -596,6 +653,38 @@ mod tests {
             server_reason(r#"{"errorCode":"400","message":"Invalid filter: x"}"#),
             "Invalid filter: x"
         );
+    }
+
+    fn segments(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|part| (*part).to_owned()).collect()
+    }
+
+    #[test]
+    fn join_url_escapes_each_segment() {
+        let gateway = reqwest::Url::parse("https://gateway.example.test/").unwrap();
+        let url = join_url(&gateway, &segments(&["fim", "a/b?c#d%", "events"]));
+        assert_eq!(url.path(), "/fim/a%2Fb%3Fc%23d%25/events");
+        assert_eq!(url.query(), None);
+    }
+
+    #[test]
+    fn join_url_drops_dot_segments_and_tabs() {
+        // The reason `query::is_valid_path_segment` rejects such ids.
+        let gateway = reqwest::Url::parse("https://gateway.example.test/").unwrap();
+        let url = join_url(&gateway, &segments(&["fim", "..", "a\tb", "events"]));
+        assert_eq!(url.path(), "/fim/ab/events");
+    }
+
+    #[test]
+    fn server_reason_limits_a_long_message() {
+        let body = format!(r#"{{"message":"{}"}}"#, "x".repeat(10_000));
+        assert_eq!(server_reason(&body).chars().count(), 301);
+    }
+
+    #[test]
+    fn server_reason_of_blank_message_shows_body() {
+        let body = r#"{"errorCode":"500","message":" "}"#;
+        assert_eq!(server_reason(body), body);
     }
 
     #[test]
