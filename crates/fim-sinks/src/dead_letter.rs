@@ -53,14 +53,9 @@ impl DeadLetter {
                 .parent()
                 .filter(|parent| !parent.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(parent)?;
+                create_private_dir(parent)?;
             }
-            *slot = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            *slot = Some(open_private_append(&self.path)?);
         }
         let Some(file) = slot.as_mut() else {
             return Err(std::io::Error::other("dead-letter file is not open"));
@@ -77,6 +72,26 @@ impl DeadLetter {
         );
         Ok(())
     }
+}
+
+/// Creates `dir` and its missing parents with mode 0700, because dead
+/// letters hold whole records. An existing directory keeps its mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens `path` for appending. A new file gets mode 0600; an existing one
+/// keeps its mode.
+fn open_private_append(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 fn now_ms() -> i64 {
@@ -106,5 +121,23 @@ mod tests {
         assert_eq!(lines[0]["sink"], "archive");
         assert_eq!(lines[0]["reason"], "too large");
         assert_eq!(lines[0]["record"]["name"], "a\nb");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_file_and_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode_of = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead-letter/archive.ndjson");
+        let dead = DeadLetter::new("archive", &path);
+        let record = Record::from_json(RecordKind::Event, r#"{"id":"e1"}"#).unwrap();
+        dead.write(&record, "too large").unwrap();
+        assert_eq!(mode_of(&path), 0o600, "dead-letter file");
+        assert_eq!(
+            mode_of(&dir.path().join("dead-letter")),
+            0o700,
+            "dead-letter directory"
+        );
     }
 }

@@ -115,7 +115,7 @@ impl FileCheckpointStore {
     /// Uses `dir`, creating it when missing.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| CheckpointError::Write {
+        create_private_dir(&dir).map_err(|source| CheckpointError::Write {
             path: dir.clone(),
             source,
         })?;
@@ -148,7 +148,7 @@ impl CheckpointStore for FileCheckpointStore {
 
         let text =
             serde_json::to_vec(state).map_err(|err| write_error(std::io::Error::other(err)))?;
-        let mut file = File::create(&temporary).map_err(write_error)?;
+        let mut file = create_private_file(&temporary).map_err(write_error)?;
         file.write_all(&text).map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
         drop(file);
@@ -176,6 +176,30 @@ fn parse_state(path: &Path, text: &str) -> Result<SourceState, CheckpointError> 
         });
     }
     serde_json::from_value(value).map_err(|err| corrupt(err.to_string()))
+}
+
+/// Creates `dir` and its missing parents with mode 0700, because the state
+/// contains event ids and file paths of the monitored hosts. An existing
+/// directory keeps its mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates or truncates `path` for writing with mode 0600. The mode is also
+/// set on a file left over from an earlier run, which `open` would keep.
+fn create_private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Makes a rename in `dir` durable.
@@ -245,6 +269,49 @@ mod tests {
             matches!(err, CheckpointError::UnknownVersion { found: 7, .. }),
             "{err}"
         );
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_dir_and_checkpoint_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("var").join("state");
+        let store = FileCheckpointStore::new(&state).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(mode_of(&state), 0o700, "state directory");
+        assert_eq!(mode_of(&dir.path().join("var")), 0o700, "created parent");
+        assert_eq!(mode_of(&store.path()), 0o600, "checkpoint file");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stale_temporary_file_becomes_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        let temporary = dir.path().join(format!("{FILE_NAME}.tmp"));
+        fs::write(&temporary, b"left by a crash").unwrap();
+        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(mode_of(&store.path()), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn save_makes_a_readable_checkpoint_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        fs::write(store.path(), b"{}").unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(mode_of(&store.path()), 0o600);
     }
 
     #[test]
