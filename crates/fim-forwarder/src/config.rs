@@ -441,6 +441,75 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_shows_no_secret() {
+        let secrets = [
+            ("QUALYS_PASSWORD", "Qualys-Secret-1"),
+            ("HEC_TOKEN", "Hec-Secret-2"),
+            ("NATS_PASSWORD", "Nats-Secret-3"),
+            ("KAFKA_PASSWORD", "Kafka-Secret-4"),
+            ("BEARER", "Bearer-Secret-5"),
+        ];
+        let text = r#"
+[source]
+base_url = "https://gateway.example.test"
+username = "fim"
+password = "${QUALYS_PASSWORD}"
+[state]
+dir = "/var/lib/fim-forwarder"
+[[sinks]]
+name = "hec"
+type = "http"
+mode = "splunk_hec"
+url = "https://splunk.example.test/services/collector/event"
+token = "${HEC_TOKEN}"
+encoding = "json"
+[[sinks]]
+name = "generic"
+type = "http"
+url = "https://collector.example.test/ingest"
+encoding = "json"
+[sinks.auth]
+strategy = "bearer"
+token = "${BEARER}"
+[[sinks]]
+name = "nats"
+type = "nats"
+servers = ["tls://nats.example.test:4222"]
+subject = "fim.{stream}"
+encoding = "json"
+[sinks.auth]
+user = "fim"
+password = "${NATS_PASSWORD}"
+[[sinks]]
+name = "kafka"
+type = "kafka"
+brokers = ["kafka.example.test:9093"]
+topic = "fim"
+encoding = "json"
+[sinks.librdkafka]
+"sasl.password" = "${KAFKA_PASSWORD}"
+"#;
+        let lookup = |name: &str| {
+            secrets
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        let config = match Config::parse(text, "test.toml", lookup) {
+            Ok(config) => config,
+            Err(err) => panic!("{err}"),
+        };
+        let debug_output = format!("{config:?}");
+        for (_, secret) in secrets {
+            assert!(!debug_output.contains(secret), "{secret} in {debug_output}");
+        }
+        assert!(
+            debug_output.contains("\"hec\""),
+            "the sinks are missing from {debug_output}"
+        );
+    }
+
+    #[test]
     fn missing_variable_is_named() {
         let problems = substitute("${NOPE}", &env).unwrap_err();
         assert!(problems[0].contains("NOPE"), "{problems:?}");
