@@ -26,7 +26,7 @@ mod data;
 mod generate;
 mod limits;
 pub mod qql;
-mod record;
+pub mod record;
 mod search;
 mod server;
 pub mod spoil;
@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 pub use config::{BlockedStatus, FaultUpdate, RateLimit, SimConfig};
 pub use data::Stream;
 pub use record::parse_time_ms;
-pub use search::PAGING_WINDOW;
+pub use search::{EVENT_FIELDS, INCIDENT_FIELDS, PAGING_WINDOW};
 pub use server::{MAX_LOG_ENTRIES, RequestLogEntry};
 
 /// How often new events arrive and incident changes come due.

@@ -16,6 +16,9 @@ pub mod client;
 pub mod config;
 pub mod dedup;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod poller;
 pub mod query;
 pub mod rejected;
