@@ -12,7 +12,8 @@
 //!   window applies to. The built filter is `user AND window`, or invalid
 //!   QQL that the API rejects. The user filter alone parses if and only if
 //!   the built filter does;
-//! - every filter the parser accepts on its own passes `check_user_filter`;
+//! - every filter on one line that the parser accepts passes
+//!   `check_user_filter`;
 //! - an incident id that `is_valid_path_segment` accepts stays one
 //!   unchanged path segment of the request URL;
 //! - the `searchAfter` cursor round-trips through JSON.
@@ -94,7 +95,12 @@ fn check_user_filter_meaning(user: &str, from_ms: i64, to_ms: i64) {
     if let Err(problem) = check_user_filter(user) {
         assert!(!problem.is_empty(), "a rejection without a reason");
         // The API's parser must not accept what the check rejects, or valid
-        // filters would be refused.
+        // filters would be refused. Line breaks are the exception: the
+        // configuration takes a filter on one line even where QQL would
+        // accept one inside a quoted value.
+        if user.contains(['\n', '\r']) {
+            return;
+        }
         assert!(
             alone.is_err(),
             "the check rejects the valid filter {user:?}: {problem}"
