@@ -137,3 +137,6 @@ cargo test --workspace --no-fail-fast
 
 log "packaging checks"
 scripts/packaging-check.sh
+
+log "chaos run (--quick)"
+scripts/chaos.sh --quick
