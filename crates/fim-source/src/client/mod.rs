@@ -463,8 +463,10 @@ impl FimClient {
     }
 }
 
-/// Appends `segments` to the gateway's path. Each segment is escaped, so an
-/// incident id cannot change the path, the query or the host.
+/// Appends `segments` to the gateway's path. Each segment is escaped, so it
+/// cannot add segments, a query or a fragment. The `url` crate still drops
+/// `.` and `..` and strips tabs and line breaks, so callers check incident
+/// ids with [`crate::query::is_valid_path_segment`] first.
 pub(crate) fn join_url(gateway: &reqwest::Url, segments: &[String]) -> reqwest::Url {
     let mut url = gateway.clone();
     if let Ok(mut path) = url.path_segments_mut() {
