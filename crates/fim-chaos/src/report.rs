@@ -5,9 +5,9 @@
 use crate::Options;
 use crate::run::{ApiCall, Outcome, SinkResult};
 
-/// Seconds after a storm ends during which blocked calls still count as
-/// caused by it: the forwarder honours the storm's wait (at most the
-/// storm's 5 s window) and may send its next call just after the end.
+/// Time after a storm ends, in milliseconds, during which blocked calls
+/// still count as caused by it. The forwarder honours the storm's wait (at
+/// most the storm's 5 s window) and may send its next call just after it.
 const STORM_GRACE_MS: i64 = 6_000;
 
 /// Prints the report; returns whether the run passed.
@@ -234,8 +234,17 @@ fn print_budget(options: &Options, outcome: &Outcome, failures: &mut Vec<String>
         options.budget_calls,
         options.budget_window
     );
+    let in_busiest =
+        |call: &&ApiCall| call.at_ms > busiest_end_ms - window_ms && call.at_ms <= busiest_end_ms;
+    let busiest_unauthorized = outcome
+        .calls
+        .iter()
+        .filter(in_busiest)
+        .filter(|call| call.status == 401)
+        .count();
     println!(
-        "  busiest window    {busiest} calls, ending {:.1} s into the phase",
+        "  busiest window    {busiest} calls ({busiest_unauthorized} answered 401), ending {:.1} s \
+         into the phase",
         busiest_end_ms as f64 / 1000.0
     );
     println!("  blocked, storms   {blocked_in_storms} (409/429 during injected storms)");
@@ -270,7 +279,7 @@ fn print_budget(options: &Options, outcome: &Outcome, failures: &mut Vec<String>
     }
 }
 
-/// Returns the most calls in any window `(t - window, t]` and its end `t`.
+/// Returns the maximum number of calls in any window `(t - window, t]` and its end `t`.
 fn busiest_window(sorted_ms: &[i64], window_ms: i64) -> (usize, i64) {
     let mut best = (0, 0);
     let mut first = 0;
