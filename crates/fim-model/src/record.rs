@@ -134,6 +134,26 @@ impl RecordError {
     }
 }
 
+/// Reason a parsed value is not a record. It becomes a [`RecordError`] once
+/// the raw text is at hand.
+#[derive(Debug, Clone, Copy)]
+enum Invalid {
+    NotAnObject,
+    MissingData,
+    MissingId,
+}
+
+impl Invalid {
+    fn into_error(self, kind: RecordKind, raw: &str) -> RecordError {
+        let raw = raw.to_owned();
+        match self {
+            Invalid::NotAnObject => RecordError::NotAnObject { kind, raw },
+            Invalid::MissingData => RecordError::MissingData { kind, raw },
+            Invalid::MissingId => RecordError::MissingId { kind, raw },
+        }
+    }
+}
+
 /// A response body that is not a JSON array of records.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -205,35 +225,8 @@ impl Record {
                 raw: raw.to_owned(),
                 source,
             })?;
-        let JsonValue::Object(wrapper) = value else {
-            return Err(RecordError::NotAnObject {
-                kind,
-                raw: raw.to_owned(),
-            });
-        };
-
-        let mut data = None;
-        let mut sort_values = None;
-        for (key, member) in wrapper.into_members() {
-            match key.as_ref() {
-                "data" => data = Some(member),
-                "sortValues" => sort_values = Some(member),
-                _ => {}
-            }
-        }
-        let Some(data) = data else {
-            return Err(RecordError::MissingData {
-                kind,
-                raw: raw.to_owned(),
-            });
-        };
-
-        let record = Self::from_value(kind, data, raw)?;
-        Ok(record.with_fetch(FetchInfo {
-            fetched_at,
-            api_version,
-            sort_values,
-        }))
+        Self::search_item_from_value(kind, value, fetched_at, api_version)
+            .map_err(|invalid| invalid.into_error(kind, raw))
     }
 
     /// Parses a whole list response. The outer error means the body is not a
@@ -245,6 +238,20 @@ impl Record {
         fetched_at: Timestamp,
         api_version: ApiVersion,
     ) -> Result<Vec<Result<Self, RecordError>>, PageError> {
+        // One pass over the body serves a page whose records are all valid.
+        // Anything else (invalid JSON, nesting deeper than serde_json's
+        // limit, a record without an id) goes through the item-by-item parse
+        // below, which gives each bad record its own error and raw text.
+        if let Ok(values) = serde_json::from_str::<Vec<JsonValue>>(body) {
+            let records: Result<Vec<Self>, Invalid> = values
+                .into_iter()
+                .map(|value| Self::page_item_from_value(kind, value, fetched_at, api_version))
+                .collect();
+            if let Ok(records) = records {
+                return Ok(records.into_iter().map(Ok).collect());
+            }
+        }
+
         let items: Vec<&RawValue> = serde_json::from_str(body).map_err(|source| PageError {
             kind,
             api: api_version.as_str(),
@@ -274,11 +281,61 @@ impl Record {
     /// Builds a record from an already parsed object; `raw` is only used for
     /// error reports.
     pub fn from_value(kind: RecordKind, value: JsonValue, raw: &str) -> Result<Self, RecordError> {
+        Self::record_from_value(kind, value).map_err(|invalid| invalid.into_error(kind, raw))
+    }
+
+    /// Builds a record from one parsed element of a list response.
+    fn page_item_from_value(
+        kind: RecordKind,
+        value: JsonValue,
+        fetched_at: Timestamp,
+        api_version: ApiVersion,
+    ) -> Result<Self, Invalid> {
+        if api_version.wraps_records() {
+            return Self::search_item_from_value(kind, value, fetched_at, api_version);
+        }
+        let record = Self::record_from_value(kind, value)?;
+        Ok(record.with_fetch(FetchInfo {
+            fetched_at,
+            api_version,
+            sort_values: None,
+        }))
+    }
+
+    fn search_item_from_value(
+        kind: RecordKind,
+        value: JsonValue,
+        fetched_at: Timestamp,
+        api_version: ApiVersion,
+    ) -> Result<Self, Invalid> {
+        let JsonValue::Object(wrapper) = value else {
+            return Err(Invalid::NotAnObject);
+        };
+
+        let mut data = None;
+        let mut sort_values = None;
+        for (key, member) in wrapper.into_members() {
+            match key.as_ref() {
+                "data" => data = Some(member),
+                "sortValues" => sort_values = Some(member),
+                _ => {}
+            }
+        }
+        let Some(data) = data else {
+            return Err(Invalid::MissingData);
+        };
+
+        let record = Self::record_from_value(kind, data)?;
+        Ok(record.with_fetch(FetchInfo {
+            fetched_at,
+            api_version,
+            sort_values,
+        }))
+    }
+
+    fn record_from_value(kind: RecordKind, value: JsonValue) -> Result<Self, Invalid> {
         let JsonValue::Object(source) = value else {
-            return Err(RecordError::NotAnObject {
-                kind,
-                raw: raw.to_owned(),
-            });
+            return Err(Invalid::NotAnObject);
         };
 
         let id = source
@@ -287,10 +344,7 @@ impl Record {
             .filter(|id| !id.trim().is_empty())
             .map(|id| Box::<str>::from(id.as_ref()));
         let Some(id) = id else {
-            return Err(RecordError::MissingId {
-                kind,
-                raw: raw.to_owned(),
-            });
+            return Err(Invalid::MissingId);
         };
 
         let time_of = |key: &str| source.get(key).and_then(Timestamp::from_json);
@@ -449,6 +503,43 @@ mod tests {
         let records = Record::parse_page(RecordKind::Event, body, FETCHED, ApiVersion::V1).unwrap();
         let ok: Vec<bool> = records.iter().map(Result::is_ok).collect();
         assert_eq!(ok, [true, false, true]);
+    }
+
+    #[test]
+    fn valid_page_matches_item_by_item_parse() {
+        let items = [
+            r#"{"sortValues":[1714558601502,"a"],"data":{"id":"a","n":1.5,"x":[null,true]}}"#,
+            r#"{"data":{"id":7},"sortValues":[1714558601503,"7"],"data":{"id":"b"}}"#,
+        ];
+        let body = format!("[{}]", items.join(","));
+        let page = Record::parse_page(RecordKind::Event, &body, FETCHED, ApiVersion::V2).unwrap();
+        let one_by_one: Vec<Record> = items
+            .iter()
+            .map(|raw| {
+                Record::from_search_item(RecordKind::Event, raw, FETCHED, ApiVersion::V2).unwrap()
+            })
+            .collect();
+        let page: Vec<Record> = page.into_iter().map(Result::unwrap).collect();
+        assert_eq!(page, one_by_one);
+    }
+
+    #[test]
+    fn search_item_without_data_is_its_own_error() {
+        let body = r#"[{"sortValues":[1,"a"],"data":{"id":"a"}},{"sortValues":[2,"b"]}]"#;
+        let records = Record::parse_page(RecordKind::Event, body, FETCHED, ApiVersion::V2).unwrap();
+        assert!(records[0].is_ok());
+        assert!(matches!(records[1], Err(RecordError::MissingData { .. })));
+    }
+
+    #[test]
+    fn too_deep_record_keeps_the_others() {
+        let deep = format!(r#"{{"id":"d","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let body = format!(r#"[{{"id":"a"}},{deep},{{"id":"c"}}]"#);
+        let records =
+            Record::parse_page(RecordKind::Event, &body, FETCHED, ApiVersion::V1).unwrap();
+        let ok: Vec<bool> = records.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert!(matches!(records[1], Err(RecordError::InvalidJson { .. })));
     }
 
     #[test]

@@ -355,7 +355,7 @@ impl FimClient {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.text().await?;
+        let body = body_text(response.bytes().await?);
         Ok(Exchange {
             status,
             headers,
@@ -510,15 +510,32 @@ pub(crate) fn parse_page(
     let fetched_at = Timestamp::from_unix_ms(now_ms());
     let items = Record::parse_page(kind, body, fetched_at, version)
         .map_err(|err: PageError| err.to_string())?;
-    let last_sort_values = if version.wraps_records() {
-        last_sort_values(body)
-    } else {
-        None
+    let last_sort_values = match items.last() {
+        _ if !version.wraps_records() => None,
+        // A parsed record kept its item's `sortValues`, so the body need not
+        // be read again.
+        Some(Ok(record)) => record
+            .fetch()
+            .and_then(|fetch| fetch.sort_values.as_ref())
+            .filter(|values| values.as_array().is_some())
+            .map(Value::from),
+        Some(Err(_)) => last_sort_values(body),
+        None => None,
     };
     Ok(Page {
         items,
         last_sort_values,
     })
+}
+
+/// Decodes a response body as UTF-8 without copying it, replacing invalid
+/// sequences with U+FFFD as `reqwest::Response::text` does (without its
+/// `charset` feature).
+fn body_text(bytes: bytes::Bytes) -> String {
+    match String::from_utf8(Vec::from(bytes)) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
 }
 
 pub(crate) fn last_sort_values(body: &str) -> Option<Value> {
@@ -708,6 +725,19 @@ mod tests {
             ..LimitReport::default()
         };
         assert_eq!(blocked_wait(&headers, &report), Duration::from_secs(42));
+    }
+
+    #[test]
+    fn invalid_utf8_body_gets_replacement_characters() {
+        let body = bytes::Bytes::from_static(b"[{\"id\":\"a\xff\"}]");
+        assert_eq!(body_text(body), "[{\"id\":\"a\u{fffd}\"}]");
+    }
+
+    #[test]
+    fn last_sort_values_come_from_the_last_record() {
+        let body = r#"[{"sortValues":[1,"a"],"data":{"id":"a"}},{"sortValues":[2,"b"],"data":{"id":"b"}}]"#;
+        let page = parse_page(RecordKind::Event, ApiVersion::V2, body).unwrap();
+        assert_eq!(page.last_sort_values, Some(json!([2, "b"])));
     }
 
     #[test]
