@@ -4,6 +4,8 @@
 //! members is removed again, so encoders can open `"process":{` and fill it
 //! only from the fields a record has, without checking first.
 
+use std::io::Write;
+
 use fim_model::{JsonValue, Timestamp};
 
 use crate::text::write_json_str;
@@ -49,7 +51,8 @@ impl Object {
 
     pub fn int(&mut self, out: &mut Vec<u8>, key: &str, value: i64) {
         self.key(out, key);
-        out.extend_from_slice(value.to_string().as_bytes());
+        // `io::Write` for `Vec<u8>` never returns an error.
+        let _ = write!(out, "{value}");
     }
 
     /// Writes a timestamp in RFC 3339 form; a time outside the years 0000 to
@@ -129,7 +132,10 @@ pub fn write_value(out: &mut Vec<u8>, value: &JsonValue) {
         JsonValue::Null => out.extend_from_slice(b"null"),
         JsonValue::Bool(true) => out.extend_from_slice(b"true"),
         JsonValue::Bool(false) => out.extend_from_slice(b"false"),
-        JsonValue::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
+        // `io::Write` for `Vec<u8>` never returns an error.
+        JsonValue::Number(number) => {
+            let _ = write!(out, "{number}");
+        }
         JsonValue::String(text) => write_json_str(out, text),
         JsonValue::Array(items) => {
             out.push(b'[');

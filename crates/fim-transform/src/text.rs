@@ -33,10 +33,14 @@ pub fn utf8_prefix_len(bytes: &[u8], max_bytes: usize) -> usize {
 pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
 
-    out.push(b'"');
     let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
+    while let Some(found) = find_escape(&bytes[start..]) {
+        let index = start + found;
+        out.extend_from_slice(&bytes[start..index]);
+        let byte = bytes[index];
         let escape: &[u8] = match byte {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -45,10 +49,8 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&bytes[start..index]);
         if escape.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(byte >> 4)]);
@@ -60,6 +62,46 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Returns whether JSON requires `byte` to be escaped inside a string.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// Returns the index of the first byte of `bytes` that [`needs_escape`].
+/// It tests eight bytes at a time, because most strings need no escape.
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    // Tells whether some byte of `word` is below `limit` (at most 0x80). The
+    // subtraction sets the high bit of such a byte, and `!word` leaves out
+    // bytes whose high bit was set already.
+    let has_byte_below =
+        |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS != 0;
+
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(array);
+        let candidate = has_byte_below(word, 0x20)
+            || has_byte_below(word ^ (ONES * u64::from(b'"')), 1)
+            || has_byte_below(word ^ (ONES * u64::from(b'\\')), 1);
+        if candidate {
+            return chunk
+                .iter()
+                .position(|&byte| needs_escape(byte))
+                .map(|index| offset + index);
+        }
+        offset += 8;
+    }
+    let rest = &bytes[offset..];
+    rest.iter()
+        .position(|&byte| needs_escape(byte))
+        .map(|index| offset + index)
 }
 
 /// Converts a camelCase API field name to the snake_case ECS uses
@@ -118,6 +160,24 @@ mod tests {
     #[test]
     fn json_escapes_newline_and_nul() {
         assert_eq!(json("a\nb\0"), r#""a\nb\u0000""#);
+    }
+
+    #[test]
+    fn json_matches_serde_json_at_every_position() {
+        for special in ['"', '\\', '\u{1}', '\u{1f}', '\n'] {
+            for position in 0..20 {
+                let text: String = (0..20)
+                    .map(|index| if index == position { special } else { 'é' })
+                    .collect();
+                assert_eq!(json(&text), serde_json::to_string(&text).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn json_keeps_text_without_escapes() {
+        let text = "C:\u{7f}/Program Files/ü/📁 0123456789abcdef";
+        assert_eq!(json(text), format!("\"{text}\""));
     }
 
     #[test]
