@@ -3,9 +3,11 @@
 //! judge them. `scripts/bench.sh` builds both binaries and runs this.
 //!
 //! Three runs, each with a fresh simulator, forwarder and state directory:
-//! - `backlog`: N events already visible, no rate limit, one sink (file,
-//!   NATS JetStream or Kafka); the clock stops when `/metrics` counts every
-//!   visible event as acknowledged.
+//! - `backlog`: N events already visible and no rate limit. The forwarder
+//!   writes to one sink (file, NATS JetStream, Kafka, syslog over TLS or
+//!   Splunk HEC, see [`sinks`]) or to all of them at once. The clock stops
+//!   when `/metrics` counts every visible event as acknowledged by every
+//!   sink.
 //! - `slow`: the file sink writes into a FIFO that this process drains at a
 //!   fixed rate after a full stall, to show memory and API calls while the
 //!   buffers are full.
@@ -15,6 +17,7 @@
 
 mod measure;
 mod process;
+mod sinks;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 use fim_model::Timestamp;
 use measure::{ProcSample, api_search_calls, metric_sum};
 use process::{Forwarder, Sim, free_port};
+use sinks::{Brokers, Destinations, file_sink};
 
 /// Options from the command line, `--name value` pairs.
 struct Options {
@@ -32,8 +36,9 @@ struct Options {
     events: usize,
     page_size: usize,
     runs: Vec<String>,
-    /// Sink of the backlog run: file, nats or kafka.
+    /// Sink of the backlog run: one of [`sinks::NAMES`] or `all`.
     sink: String,
+    brokers: Brokers,
     slow_rate: u64,
     stall_seconds: u64,
     slow_seconds: u64,
@@ -92,6 +97,16 @@ impl Options {
                 .get("sink")
                 .cloned()
                 .unwrap_or_else(|| "file".to_owned()),
+            brokers: Brokers {
+                nats_url: values
+                    .get("nats-url")
+                    .cloned()
+                    .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+                kafka_broker: values
+                    .get("kafka-broker")
+                    .cloned()
+                    .unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
+            },
             slow_rate: number("slow-rate", 1000)?,
             stall_seconds: number("stall-seconds", 10)?,
             slow_seconds: number("slow-seconds", 20)?,
@@ -136,45 +151,6 @@ fn main() {
             eprintln!("error: {run} run failed: {message}");
             std::process::exit(1);
         }
-    }
-}
-
-/// Returns the `[[sinks]]` table of a file sink writing JSON lines to `path`.
-fn file_sink(path: &Path) -> String {
-    format!(
-        "[[sinks]]\nname = \"file\"\ntype = \"file\"\nencoding = \"json\"\npath = \"{}\"\n",
-        path.display()
-    )
-}
-
-/// Returns the `[[sinks]]` table of the backlog run's `--sink`, aimed at the
-/// brokers `scripts/test.sh` starts on loopback. The encoding is ECS, as in
-/// the sink benchmarks, and subjects and topics start with `fimbench.`.
-fn backlog_sink(name: &str, dir: &Path) -> Result<String, String> {
-    match name {
-        "file" => Ok(file_sink(&dir.join("events.ndjson"))),
-        "nats" => Ok(r#"[[sinks]]
-name = "nats"
-type = "nats"
-encoding = "ecs"
-servers = ["nats://127.0.0.1:4222"]
-subject = "fimbench.{stream}"
-jetstream = true
-stream = "FIM_BENCH"
-"#
-        .to_owned()),
-        // NOTE: tansu 0.6 creates no topic on produce, so `fimbench.events`
-        // must exist before a Kafka run or every batch is retried.
-        "kafka" => Ok(r#"[[sinks]]
-name = "kafka"
-type = "kafka"
-encoding = "ecs"
-brokers = ["127.0.0.1:9092"]
-topic = "fimbench.{stream}"
-key = "id"
-"#
-        .to_owned()),
-        other => Err(format!("unknown --sink '{other}': use file, nats or kafka")),
     }
 }
 
@@ -255,14 +231,15 @@ fn run_backlog(options: &Options, dir: &Path) -> Result<(), String> {
         "--rate".to_owned(),
         "0".to_owned(),
     ];
-    let sink = backlog_sink(&options.sink, dir)?;
     let sim = Sim::start(&options.sim, &sim_args, &dir.join("sim.log"))?;
     let expected = sim.visible_event_count()?;
     drop(sim);
 
+    let destinations = Destinations::start(&options.sink, dir, &options.brokers)?;
+    let acknowledgements = (expected * destinations.count) as f64;
     // The simulator is restarted so its start-up is not in the forwarder's
     // clock; the same seed gives the same backlog.
-    let (sim, forwarder) = start_pair(options, dir, &sim_args, &sink)?;
+    let (sim, forwarder) = start_pair(options, dir, &sim_args, &destinations.tables)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(600);
 
@@ -272,7 +249,7 @@ fn run_backlog(options: &Options, dir: &Path) -> Result<(), String> {
         if let Ok(text) = forwarder.metrics() {
             acknowledged = metric_sum(&text, "fim_sink_records_total", "outcome=\"acknowledged\"");
         }
-        if acknowledged >= expected as f64 {
+        if acknowledged >= acknowledgements {
             break;
         }
     }
@@ -283,16 +260,17 @@ fn run_backlog(options: &Options, dir: &Path) -> Result<(), String> {
     let bytes = metric_sum(&metrics, "fim_sink_bytes_total", "");
     let calls = api_search_calls(&sim.url, "/fim/v2/events/search", i64::MIN, finished_ms)?;
 
-    if acknowledged < expected as f64 {
+    if acknowledged < acknowledgements {
         return Err(format!(
-            "only {acknowledged} of {expected} events acknowledged after 600 s"
+            "only {acknowledged} of {acknowledgements} acknowledgements ({expected} events, {} sinks) after 600 s",
+            destinations.count
         ));
     }
 
     let events = expected as f64;
     let minimum = expected.div_ceil(options.page_size);
     println!(
-        "== backlog: {expected} events, {} sink, page size {}",
+        "== backlog: {expected} events, {} sink(s), page size {}",
         options.sink, options.page_size
     );
     println!("elapsed             {elapsed:.2} s (forwarder start to last acknowledgement)");
