@@ -261,8 +261,10 @@ fn print_budget(options: &Options, outcome: &Outcome, failures: &mut Vec<String>
     );
     if busiest > options.budget_calls as usize {
         failures.push(format!(
-            "{busiest} API calls in {} s, over the budget of {}",
-            options.budget_window, options.budget_calls
+            "{busiest} API calls in {} s, over the budget of {}; every call is in {}",
+            options.budget_window,
+            options.budget_calls,
+            outcome.work_dir.join("sim-requests.ndjson").display()
         ));
     }
     if !blocked_outside.is_empty() {

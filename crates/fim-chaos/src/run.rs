@@ -189,7 +189,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     let _ = sampler.join();
 
     let sinks = stack.collect()?;
-    let calls = stack.api_calls(phase_start)?;
+    let calls = stack.api_calls(phase_start, &work_dir)?;
     let memory = memory
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -784,8 +784,12 @@ impl Stack {
     }
 
     /// Reads the simulator's request log of FIM API calls.
-    fn api_calls(&self, phase_start: Instant) -> anyhow::Result<Vec<ApiCall>> {
+    fn api_calls(&self, phase_start: Instant, work_dir: &Path) -> anyhow::Result<Vec<ApiCall>> {
         let log = self.get("/__sim/requests")?;
+        // A copy in the work dir, for reading a failed budget check later.
+        let copy = work_dir.join("sim-requests.ndjson");
+        std::fs::write(&copy, &log)
+            .with_context(|| format!("failed to write {}", copy.display()))?;
         // The log stamps calls with the wall clock; the phase start is
         // converted once.
         let now_ms = i64::try_from(
