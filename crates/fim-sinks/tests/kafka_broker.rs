@@ -146,7 +146,11 @@ async fn missing_topic_waits_until_created() {
     let options = format!(
         // librdkafka refreshes its metadata every 5 minutes by default; a
         // one-second refresh lets the test see the new topic quickly.
-        "brokers = [\"{}\"]\ntopic = \"late.fim.{{stream}}\"\n[librdkafka]\n\"message.timeout.ms\" = 2000\n\"topic.metadata.refresh.interval.ms\" = 1000\n",
+        // NOTE: with the idempotent producer this test stalled with 0 acks
+        // in 2 of 5 runs under CPU load (4 of 4 passed without it). The
+        // cause is not confirmed: a request timed out in flight may leave
+        // the producer waiting for a recovery that tansu 0.6 lacks.
+        "brokers = [\"{}\"]\ntopic = \"late.fim.{{stream}}\"\n[librdkafka]\n\"message.timeout.ms\" = 2000\n\"topic.metadata.refresh.interval.ms\" = 1000\n\"enable.idempotence\" = false\n",
         tansu.brokers
     );
     let running = start_sink(&options, 50);
