@@ -55,8 +55,8 @@ pub struct SourceOptions {
     /// Stop each stream once it has collected everything up to this time
     /// (epoch ms), for a one-off backfill; `None` polls forever.
     pub stop_at_ms: Option<i64>,
-    /// Where records the API sent that cannot be read are written; `None`
-    /// only logs them.
+    /// The dead-letter file for records the API sent that cannot be read.
+    /// With `None` they are only logged.
     pub rejected: Option<Arc<RejectedRecords>>,
 }
 
