@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::DedupKey;
+
 /// Version of the checkpoint format this build writes and reads.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
@@ -35,7 +37,7 @@ pub struct StreamState {
     pub lanes: BTreeMap<String, Cursor>,
     /// Acknowledged dedup keys with the time (epoch ms) they were seen.
     #[serde(default)]
-    pub dedup: Vec<(String, i64)>,
+    pub dedup: Vec<(DedupKey, i64)>,
 }
 
 /// A position in a lane, built from record data: every record before
@@ -225,7 +227,7 @@ mod tests {
             "events".to_owned(),
             StreamState {
                 lanes,
-                dedup: vec![("a".to_owned(), 1)],
+                dedup: vec![("a".into(), 1)],
             },
         );
         SourceState {

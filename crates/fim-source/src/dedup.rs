@@ -2,6 +2,11 @@
 //! fetched a second time (overlapping windows, a restart).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// A record's dedup key. One allocation per key is shared by the cache, its
+/// eviction order, the in-flight set and the saved checkpoint.
+pub type DedupKey = Arc<str>;
 
 /// Keys seen recently, bounded by count and by age.
 #[derive(Debug, Clone)]
@@ -9,10 +14,10 @@ pub struct DedupCache {
     capacity: usize,
     max_age_ms: i64,
     /// Key to the time (epoch ms) it was last inserted.
-    seen: HashMap<String, i64>,
+    seen: HashMap<DedupKey, i64>,
     /// Insertion order, oldest first; an entry whose time no longer matches
     /// `seen` was re-inserted later and is skipped on eviction.
-    order: VecDeque<(String, i64)>,
+    order: VecDeque<(DedupKey, i64)>,
 }
 
 impl DedupCache {
@@ -29,7 +34,7 @@ impl DedupCache {
         self.seen.contains_key(key)
     }
 
-    pub fn insert(&mut self, key: String, now_ms: i64) {
+    pub fn insert(&mut self, key: DedupKey, now_ms: i64) {
         self.seen.insert(key.clone(), now_ms);
         self.order.push_back((key, now_ms));
         self.evict(now_ms);
@@ -44,11 +49,11 @@ impl DedupCache {
     }
 
     /// Returns the live entries, oldest first.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, i64)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&DedupKey, i64)> {
         self.order
             .iter()
             .filter(|(key, time)| self.seen.get(key) == Some(time))
-            .map(|(key, time)| (key.as_str(), *time))
+            .map(|(key, time)| (key, *time))
     }
 
     fn evict(&mut self, now_ms: i64) {
@@ -74,7 +79,7 @@ mod tests {
     #[test]
     fn remembers_inserted_keys() {
         let mut cache = DedupCache::new(10, 1_000);
-        cache.insert("a".to_owned(), 0);
+        cache.insert("a".into(), 0);
         assert!(cache.contains("a"));
         assert!(!cache.contains("b"));
     }
@@ -83,7 +88,7 @@ mod tests {
     fn evicts_oldest_over_capacity() {
         let mut cache = DedupCache::new(2, 1_000_000);
         for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
-            cache.insert(key.to_owned(), index as i64);
+            cache.insert(key.into(), index as i64);
         }
         assert!(!cache.contains("a"));
         assert!(cache.contains("c"));
@@ -93,8 +98,8 @@ mod tests {
     #[test]
     fn forgets_keys_past_max_age() {
         let mut cache = DedupCache::new(10, 100);
-        cache.insert("old".to_owned(), 0);
-        cache.insert("new".to_owned(), 150);
+        cache.insert("old".into(), 0);
+        cache.insert("new".into(), 150);
         assert!(!cache.contains("old"));
         assert!(cache.contains("new"));
     }
@@ -102,9 +107,9 @@ mod tests {
     #[test]
     fn reinsert_keeps_one_entry() {
         let mut cache = DedupCache::new(10, 1_000);
-        cache.insert("a".to_owned(), 0);
-        cache.insert("a".to_owned(), 5);
+        cache.insert("a".into(), 0);
+        cache.insert("a".into(), 5);
         let entries: Vec<_> = cache.entries().collect();
-        assert_eq!(entries, vec![("a", 5)]);
+        assert_eq!(entries, vec![(&DedupKey::from("a"), 5)]);
     }
 }

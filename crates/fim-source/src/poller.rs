@@ -25,7 +25,7 @@ use crate::checkpoint::{
 };
 use crate::client::{ApiObserver, FimClient, SearchQuery, now_ms};
 use crate::config::SourceConfig;
-use crate::dedup::DedupCache;
+use crate::dedup::{DedupCache, DedupKey};
 use crate::error::SourceError;
 use crate::query::{OrderField, combine, time_window};
 use crate::rejected::RejectedRecords;
@@ -711,7 +711,7 @@ impl StreamPoller {
                 self.tracker.mark(index, point);
             }
         } else {
-            let key = record.dedup_key();
+            let key = DedupKey::from(record.dedup_key());
             if self.tracker.is_duplicate(&key) {
                 self.tracker.note_duplicate();
                 if let Some(point) = point {
@@ -762,7 +762,7 @@ impl StreamPoller {
                 last_position = record
                     .processed_time()
                     .map(|time| (time.unix_ms(), record.id().to_owned()));
-                let key = record.dedup_key();
+                let key = DedupKey::from(record.dedup_key());
                 if self.tracker.is_duplicate(&key) {
                     self.tracker.note_duplicate();
                     continue;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::checkpoint::{Cursor, StreamState};
-use crate::dedup::DedupCache;
+use crate::dedup::{DedupCache, DedupKey};
 
 /// A position a record or marker moves its lane's cursor to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ struct Entry {
     lane: usize,
     point: Option<Point>,
     /// Dedup key of an emitted record; `None` for markers.
-    key: Option<String>,
+    key: Option<DedupKey>,
     acked: bool,
 }
 
@@ -35,7 +35,7 @@ struct State {
     dedup: DedupCache,
     /// Dedup keys emitted and not yet acknowledged, with their count.
     /// They stay out of saved state, so a crash re-sends them.
-    in_flight: HashMap<String, usize>,
+    in_flight: HashMap<DedupKey, usize>,
 }
 
 /// Tracks one stream; shared by its poller and every [`AckToken`].
@@ -109,7 +109,7 @@ impl StreamTracker {
         self: &Arc<Self>,
         lane: usize,
         point: Option<Point>,
-        key: String,
+        key: DedupKey,
         now_ms: i64,
     ) -> AckToken {
         self.emitted.fetch_add(1, Ordering::Relaxed);
@@ -167,11 +167,11 @@ impl StreamTracker {
         }
         entry.acked = true;
         if let Some(key) = entry.key.clone()
-            && let Some(count) = state.in_flight.get_mut(&key)
+            && let Some(count) = state.in_flight.get_mut(&*key)
         {
             *count -= 1;
             if *count == 0 {
-                state.in_flight.remove(&key);
+                state.in_flight.remove(&*key);
             }
         }
         state.advance();
@@ -204,7 +204,7 @@ impl StreamTracker {
             .dedup
             .entries()
             .filter(|(key, _)| !state.in_flight.contains_key(*key))
-            .map(|(key, time)| (key.to_owned(), time))
+            .map(|(key, time)| (key.clone(), time))
             .collect();
         StreamState { lanes, dedup }
     }
@@ -279,7 +279,7 @@ mod tests {
         tracker.emit(0, point(10, "a"), "a".into(), 0).ack();
         let _pending = tracker.emit(0, point(11, "b"), "b".into(), 0);
         let snapshot = tracker.snapshot(&["processedTime"]);
-        let keys: Vec<&str> = snapshot.dedup.iter().map(|(key, _)| key.as_str()).collect();
+        let keys: Vec<&str> = snapshot.dedup.iter().map(|(key, _)| &**key).collect();
         assert_eq!(keys, vec!["a"]);
     }
 
