@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -148,10 +148,15 @@ impl CheckpointStore for FileCheckpointStore {
             source,
         };
 
-        let text =
-            serde_json::to_vec(state).map_err(|err| write_error(std::io::Error::other(err)))?;
-        let mut file = create_private_file(&temporary).map_err(write_error)?;
-        file.write_all(&text).map_err(write_error)?;
+        // Written straight to the file: the text of a full dedup cache is
+        // several MiB, which would otherwise be held in memory at once.
+        let file = create_private_file(&temporary).map_err(write_error)?;
+        let mut writer = BufWriter::with_capacity(64 * 1024, file);
+        serde_json::to_writer(&mut writer, state)
+            .map_err(|err| write_error(std::io::Error::other(err)))?;
+        let file = writer
+            .into_inner()
+            .map_err(|err| write_error(err.into_error()))?;
         file.sync_all().map_err(write_error)?;
         drop(file);
         fs::rename(&temporary, &path).map_err(write_error)?;
@@ -165,10 +170,18 @@ fn parse_state(path: &Path, text: &str) -> Result<SourceState, CheckpointError> 
         path: path.to_owned(),
         reason,
     };
-    let value: serde_json::Value =
+    // The version is read first, so a file of another version gets its own
+    // error. The full parse then builds the state directly, without a
+    // `serde_json::Value` of every cached key in between.
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: Option<serde_json::Value>,
+    }
+    let versioned: Versioned =
         serde_json::from_str(text).map_err(|err| corrupt(format!("not JSON: {err}")))?;
-    let version = value
-        .get("version")
+    let version = versioned
+        .version
+        .as_ref()
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| corrupt("no version field".to_owned()))?;
     if version != u64::from(CHECKPOINT_VERSION) {
@@ -177,7 +190,7 @@ fn parse_state(path: &Path, text: &str) -> Result<SourceState, CheckpointError> 
             found: version,
         });
     }
-    serde_json::from_value(value).map_err(|err| corrupt(err.to_string()))
+    serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))
 }
 
 /// Creates `dir` and its missing parents with mode 0700, because the state

@@ -200,12 +200,14 @@ impl StreamTracker {
             .zip(&state.committed)
             .map(|(name, cursor)| ((*name).to_owned(), cursor.clone()))
             .collect();
-        let dedup = state
-            .dedup
-            .entries()
-            .filter(|(key, _)| !state.in_flight.contains_key(*key))
-            .map(|(key, time)| (key.clone(), time))
-            .collect();
+        let mut dedup = Vec::with_capacity(state.dedup.len());
+        dedup.extend(
+            state
+                .dedup
+                .entries()
+                .filter(|(key, _)| !state.in_flight.contains_key(*key))
+                .map(|(key, time)| (key.clone(), time)),
+        );
         StreamState { lanes, dedup }
     }
 
