@@ -9,7 +9,9 @@
 //! expected, and `null` anywhere.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
+use std::thread::LocalKey;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -208,22 +210,79 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        let scratch = Scratch::open(&ITEMS);
         while let Some(item) = seq.next_element()? {
-            items.push(item);
+            scratch.push(item);
         }
-        Ok(JsonValue::Array(items))
+        Ok(JsonValue::Array(scratch.finish()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
-        let mut object = JsonObject {
-            members: Vec::with_capacity(map.size_hint().unwrap_or(0).min(64)),
-        };
+        let scratch = Scratch::open(&MEMBERS);
         while let Some(key) = map.next_key::<Key>()? {
             let value = map.next_value()?;
-            object.members.push((key.0, value));
+            scratch.push((key.0, value));
         }
-        Ok(JsonValue::Object(object))
+        Ok(JsonValue::Object(JsonObject {
+            members: scratch.finish(),
+        }))
+    }
+}
+
+thread_local! {
+    /// Elements of the arrays being parsed on this thread, innermost last.
+    static ITEMS: RefCell<Vec<JsonValue>> = const { RefCell::new(Vec::new()) };
+    /// Members of the objects being parsed on this thread, innermost last.
+    static MEMBERS: RefCell<Vec<(Box<str>, JsonValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Above this many entries, a scratch stack is shrunk once parsing is done,
+/// so one huge record does not keep its memory for the life of the thread.
+const SCRATCH_KEEP: usize = 4096;
+
+/// The part of a thread's scratch stack that contains one array's elements or
+/// one object's members while they are parsed.
+///
+/// serde_json gives no length hint, so pushing onto the container itself
+/// would grow it by doubling: up to twice the memory it needs and a copy
+/// per doubling, for every object of every record. The elements go onto a
+/// stack shared by all nesting levels instead (an inner container takes
+/// its elements off before the outer one continues), and the finished
+/// container is allocated once, at its exact size. Dropping the region,
+/// also on an error, truncates the stack to where the region began.
+struct Scratch<T: 'static> {
+    stack: &'static LocalKey<RefCell<Vec<T>>>,
+    start: usize,
+}
+
+impl<T> Scratch<T> {
+    fn open(stack: &'static LocalKey<RefCell<Vec<T>>>) -> Self {
+        let start = stack.with_borrow(Vec::len);
+        Self { stack, start }
+    }
+
+    fn push(&self, value: T) {
+        self.stack.with_borrow_mut(|stack| stack.push(value));
+    }
+
+    fn finish(self) -> Vec<T> {
+        self.stack
+            .with_borrow_mut(|stack| stack.drain(self.start..).collect())
+    }
+}
+
+impl<T> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        // `try_with` because the thread's storage may already be gone when
+        // a value is parsed from another thread-local's destructor.
+        let _ = self.stack.try_with(|stack| {
+            if let Ok(mut stack) = stack.try_borrow_mut() {
+                stack.truncate(self.start);
+                if self.start == 0 && stack.capacity() > SCRATCH_KEEP {
+                    stack.shrink_to(SCRATCH_KEEP);
+                }
+            }
+        });
     }
 }
 
@@ -321,6 +380,34 @@ mod tests {
     fn serializes_back_to_the_same_text() {
         let text = r#"{"z":1,"a":[true,null,"x\ny"],"m":{"b":-2.5}}"#;
         assert_eq!(serde_json::to_string(&parse(text)).unwrap(), text);
+    }
+
+    #[test]
+    fn nested_containers_at_exact_size() {
+        let value = parse(r#"{"a":[1,[2,3],{"b":[]}],"c":{"d":{"e":4}},"f":5}"#);
+        let object = value.as_object().unwrap();
+        assert_eq!(object.members.capacity(), 3);
+        let array = object.get("a").unwrap().as_array().unwrap();
+        assert_eq!(array.len(), 3);
+        assert_eq!(array[1].as_array().unwrap().len(), 2);
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            r#"{"a":[1,[2,3],{"b":[]}],"c":{"d":{"e":4}},"f":5}"#
+        );
+    }
+
+    #[test]
+    fn failed_parse_leaves_nothing_for_the_next() {
+        for broken in [r#"{"a":[1,{"b":2"#, r#"[{"a":1},[2,"#, r#"{"a":{"b":tru}}"#] {
+            assert!(serde_json::from_str::<JsonValue>(broken).is_err());
+        }
+        assert_eq!(parse(r#"{"x":[7]}"#), parse(r#"{"x":[7]}"#));
+        assert_eq!(
+            serde_json::to_string(&parse(r#"{"x":[7]}"#)).unwrap(),
+            r#"{"x":[7]}"#
+        );
+        MEMBERS.with_borrow(|members| assert!(members.is_empty()));
+        ITEMS.with_borrow(|items| assert!(items.is_empty()));
     }
 
     #[test]
