@@ -58,6 +58,14 @@ pub struct SyslogConfig {
     #[serde(default = "default_resend_window", with = "humantime_serde")]
     pub resend_window: Duration,
 
+    /// Bytes the resend window keeps at most, whatever its duration; the
+    /// oldest batches go first. The default, 16 MiB, is more than the
+    /// largest TCP send and receive buffers of a default Linux sender and
+    /// receiver together (4 and 6 MiB), which is what a dropped connection
+    /// can lose. Raise it for a receiver that buffers more before it writes.
+    #[serde(default = "default_resend_window_max_bytes")]
+    pub resend_window_max_bytes: ByteSize,
+
     /// How long a TCP connect and TLS handshake may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -146,6 +154,10 @@ fn default_max_message_bytes() -> ByteSize {
 
 fn default_resend_window() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_resend_window_max_bytes() -> ByteSize {
+    ByteSize(16 * 1024 * 1024)
 }
 
 fn default_connect_timeout() -> Duration {

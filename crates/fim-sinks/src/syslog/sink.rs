@@ -24,10 +24,6 @@ use crate::{Acknowledge, Delivery, Sink, SinkContext, SinkMetrics};
 /// Records taken from the channel in one go, at most.
 const MAX_BATCH: usize = 512;
 
-/// Bytes the resend window keeps at most, whatever its duration; the oldest
-/// batches go first.
-const MAX_WINDOW_BYTES: usize = 64 * 1024 * 1024;
-
 /// Sends records to a syslog receiver over TCP, TLS or UDP.
 #[derive(Debug)]
 pub struct SyslogSink {
@@ -48,11 +44,14 @@ struct Batch {
     acks: Vec<Arc<dyn Acknowledge>>,
 }
 
-/// Batches written in the last `resend_window`, oldest first.
+/// Batches written in the last `resend_window`, oldest first. Only stream
+/// transports keep one, so a batch is kept as its bytes and frame count.
 #[derive(Debug)]
 struct ResendWindow {
     span: Duration,
-    batches: VecDeque<(Instant, Vec<u8>, Vec<Range<usize>>)>,
+    /// Bytes kept at most, whatever the span; the oldest batches go first.
+    max_bytes: usize,
+    batches: VecDeque<(Instant, Box<[u8]>, usize)>,
     bytes: usize,
     /// When the connection dropped, while no new one is up. The window is
     /// measured back from this moment, not from the reconnect, because a
@@ -61,9 +60,10 @@ struct ResendWindow {
 }
 
 impl ResendWindow {
-    fn new(span: Duration) -> Self {
+    fn new(span: Duration, max_bytes: usize) -> Self {
         Self {
             span,
+            max_bytes,
             batches: VecDeque::new(),
             bytes: 0,
             dropped_at: None,
@@ -83,12 +83,15 @@ impl ResendWindow {
         self.dropped_at = None;
     }
 
-    fn push(&mut self, bytes: Vec<u8>, frames: Vec<Range<usize>>) {
-        if self.span.is_zero() {
+    fn push(&mut self, bytes: &[u8], frames: usize) {
+        if self.span.is_zero() || bytes.len() > self.max_bytes {
             return;
         }
+        // A copy at the exact size: the batch buffer grew by doubling, and
+        // the cap must count the memory the window really takes.
         self.bytes += bytes.len();
-        self.batches.push_back((Instant::now(), bytes, frames));
+        self.batches
+            .push_back((Instant::now(), Box::from(bytes), frames));
         self.prune();
     }
 
@@ -96,7 +99,7 @@ impl ResendWindow {
         let reference = self.dropped_at.unwrap_or_else(Instant::now);
         while let Some((written, bytes, _)) = self.batches.front() {
             let expired = reference.saturating_duration_since(*written) > self.span;
-            if !expired && self.bytes <= MAX_WINDOW_BYTES {
+            if !expired && self.bytes <= self.max_bytes {
                 break;
             }
             self.bytes -= bytes.len();
@@ -104,21 +107,13 @@ impl ResendWindow {
         }
     }
 
-    /// Returns the frames still in the window, joined, and their count.
-    fn contents(&mut self) -> (Vec<u8>, Vec<Range<usize>>) {
+    /// Returns the batches still in the window, oldest first, with their
+    /// frame counts.
+    fn contents(&mut self) -> impl Iterator<Item = (&[u8], usize)> {
         self.prune();
-        let mut joined = Vec::with_capacity(self.bytes);
-        let mut frames = Vec::new();
-        for (_, bytes, ranges) in &self.batches {
-            let offset = joined.len();
-            joined.extend_from_slice(bytes);
-            frames.extend(
-                ranges
-                    .iter()
-                    .map(|range| range.start + offset..range.end + offset),
-            );
-        }
-        (joined, frames)
+        self.batches
+            .iter()
+            .map(|(_, bytes, frames)| (&bytes[..], *frames))
     }
 }
 
@@ -169,7 +164,7 @@ impl SyslogSink {
             Transport::Udp => Duration::ZERO,
             Transport::Tcp | Transport::Tls => self.config.resend_window,
         };
-        let mut window = ResendWindow::new(window_span);
+        let mut window = ResendWindow::new(window_span, self.config.resend_window_max_bytes.0);
         let mut connection: Option<Connection> = None;
         let mut deliveries = Vec::with_capacity(MAX_BATCH);
         let mut scratch = Vec::new();
@@ -209,7 +204,7 @@ impl SyslogSink {
             }
             SinkMetrics::add(&metrics.acknowledged, count);
             SinkMetrics::sub(&metrics.in_flight, count);
-            window.push(batch.bytes, batch.frames);
+            window.push(&batch.bytes, batch.frames.len());
         }
 
         if let Some(mut open) = connection {
@@ -307,19 +302,22 @@ impl SyslogSink {
     /// Connects and sends the resend window.
     async fn reconnect(&self, window: &mut ResendWindow) -> std::io::Result<Connection> {
         let mut open = self.connector.connect().await?;
-        let (bytes, frames) = window.contents();
-        if frames.is_empty() {
-            window.resent();
+        let (mut records, mut bytes) = (0, 0);
+        for (batch, frames) in window.contents() {
+            // Stream connections take the bytes as they are; frame ranges
+            // are needed only for datagrams, which keep no window.
+            open.write(batch, &[]).await?;
+            records += frames;
+            bytes += batch.len();
         }
-        if !frames.is_empty() {
-            open.write(&bytes, &frames).await?;
-            window.resent();
-            SinkMetrics::add(&self.context.metrics.sent, frames.len() as u64);
-            SinkMetrics::add(&self.context.metrics.bytes, bytes.len() as u64);
+        window.resent();
+        if records > 0 {
+            SinkMetrics::add(&self.context.metrics.sent, records as u64);
+            SinkMetrics::add(&self.context.metrics.bytes, bytes as u64);
             tracing::info!(
                 sink = %self.context.name,
                 address = %self.config.address,
-                records = frames.len(),
+                records,
                 window_ms = self.config.resend_window.as_millis() as u64,
                 "reconnected; resent the records of the resend window"
             );
@@ -366,39 +364,54 @@ impl Sink for SyslogSink {
 }
 
 #[cfg(test)]
-#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 
+    fn joined(window: &mut ResendWindow) -> (Vec<u8>, usize) {
+        window
+            .contents()
+            .fold((Vec::new(), 0), |(mut bytes, count), (batch, frames)| {
+                bytes.extend_from_slice(batch);
+                (bytes, count + frames)
+            })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_drops_oldest_batches_over_max_bytes() {
+        let mut window = ResendWindow::new(Duration::from_secs(5), 10);
+        window.push(b"first", 1);
+        window.push(b"second", 2);
+        window.push(b"third", 3);
+        assert_eq!(joined(&mut window), (b"third".to_vec(), 3));
+        window.push(b"larger than the cap", 1);
+        assert_eq!(joined(&mut window), (b"third".to_vec(), 3));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn window_outlives_long_outage() {
-        let mut window = ResendWindow::new(Duration::from_secs(5));
-        window.push(b"old".to_vec(), vec![0..3]);
+        let mut window = ResendWindow::new(Duration::from_secs(5), 1024);
+        window.push(b"old", 1);
         tokio::time::advance(Duration::from_secs(10)).await;
-        window.push(b"recent".to_vec(), vec![0..6]);
+        window.push(b"recent", 1);
         window.connection_dropped();
         tokio::time::advance(Duration::from_secs(60)).await;
 
-        let (bytes, frames) = window.contents();
-        assert_eq!(bytes, b"recent");
-        assert_eq!(frames, vec![0..6]);
+        assert_eq!(joined(&mut window), (b"recent".to_vec(), 1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn window_expires_while_connected() {
-        let mut window = ResendWindow::new(Duration::from_secs(5));
-        window.push(b"old".to_vec(), vec![0..3]);
+        let mut window = ResendWindow::new(Duration::from_secs(5), 1024);
+        window.push(b"old", 1);
         tokio::time::advance(Duration::from_secs(6)).await;
 
-        let (bytes, frames) = window.contents();
-        assert!(bytes.is_empty());
-        assert!(frames.is_empty());
+        assert_eq!(joined(&mut window), (Vec::new(), 0));
     }
 
     #[tokio::test(start_paused = true)]
     async fn window_is_off_when_zero() {
-        let mut window = ResendWindow::new(Duration::ZERO);
-        window.push(b"frame".to_vec(), vec![0..5]);
-        assert!(window.contents().1.is_empty());
+        let mut window = ResendWindow::new(Duration::ZERO, 1024);
+        window.push(b"frame", 1);
+        assert_eq!(joined(&mut window), (Vec::new(), 0));
     }
 }
