@@ -98,3 +98,11 @@ fn address_without_port_is_rejected() {
         .unwrap_err();
     assert!(err.to_string().contains("host:port"), "{err}");
 }
+
+#[test]
+fn resend_window_max_bytes_default_and_units() {
+    let default = config("address = \"127.0.0.1:514\"");
+    assert_eq!(default.resend_window_max_bytes.0, 16 * 1024 * 1024);
+    let set = config("address = \"127.0.0.1:514\"\nresend_window_max_bytes = \"4MiB\"");
+    assert_eq!(set.resend_window_max_bytes.0, 4 * 1024 * 1024);
+}
