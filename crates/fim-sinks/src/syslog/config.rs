@@ -59,10 +59,11 @@ pub struct SyslogConfig {
     pub resend_window: Duration,
 
     /// Bytes the resend window keeps at most, whatever its duration; the
-    /// oldest batches go first. The default, 16 MiB, is more than the
-    /// largest TCP send and receive buffers of a default Linux sender and
-    /// receiver together (4 and 6 MiB), which is what a dropped connection
-    /// can lose. Raise it for a receiver that buffers more before it writes.
+    /// oldest batches go first, but the newest batch always stays. The
+    /// default, 16 MiB, is more than the largest TCP send and receive
+    /// buffers of a default Linux sender and receiver together (4 and
+    /// 6 MiB). Raise it for a receiver that queues more in memory before it
+    /// writes, at the cost of that much more memory in the forwarder.
     #[serde(default = "default_resend_window_max_bytes")]
     pub resend_window_max_bytes: ByteSize,
 

@@ -49,7 +49,8 @@ struct Batch {
 #[derive(Debug)]
 struct ResendWindow {
     span: Duration,
-    /// Bytes kept at most, whatever the span; the oldest batches go first.
+    /// Bytes kept at most, whatever the span; the oldest batches go first,
+    /// but the newest batch is kept even when it alone is larger.
     max_bytes: usize,
     batches: VecDeque<(Instant, Box<[u8]>, usize)>,
     bytes: usize,
@@ -84,7 +85,7 @@ impl ResendWindow {
     }
 
     fn push(&mut self, bytes: &[u8], frames: usize) {
-        if self.span.is_zero() || bytes.len() > self.max_bytes {
+        if self.span.is_zero() {
             return;
         }
         // A copy at the exact size: the batch buffer grew by doubling, and
@@ -99,7 +100,10 @@ impl ResendWindow {
         let reference = self.dropped_at.unwrap_or_else(Instant::now);
         while let Some((written, bytes, _)) = self.batches.front() {
             let expired = reference.saturating_duration_since(*written) > self.span;
-            if !expired && self.bytes <= self.max_bytes {
+            // The newest batch stays, even alone over the cap: it is the
+            // one a dropped connection most likely lost.
+            let over_cap = self.bytes > self.max_bytes && self.batches.len() > 1;
+            if !expired && !over_cap {
                 break;
             }
             self.bytes -= bytes.len();
@@ -384,7 +388,7 @@ mod tests {
         window.push(b"third", 3);
         assert_eq!(joined(&mut window), (b"third".to_vec(), 3));
         window.push(b"larger than the cap", 1);
-        assert_eq!(joined(&mut window), (b"third".to_vec(), 3));
+        assert_eq!(joined(&mut window), (b"larger than the cap".to_vec(), 1));
     }
 
     #[tokio::test(start_paused = true)]
