@@ -176,9 +176,10 @@ mod tests {
         assert_eq!(entries, vec![(&DedupKey::from("a"), 5)]);
     }
 
-    /// The cache against a plain model: a map of live keys to insertion
-    /// times and a queue in insertion order, under random inserts with
-    /// repeated keys, a small capacity and a short maximum age.
+    /// The cache against a plain model: a map of live keys to their latest
+    /// insertion number and a queue in insertion order, under random
+    /// inserts with repeated keys (also in the same millisecond), a small
+    /// capacity and a short maximum age.
     #[test]
     fn matches_a_map_and_queue_model() {
         use std::collections::HashMap;
@@ -189,17 +190,17 @@ mod tests {
         let (capacity, max_age_ms) = (50, 400);
         let mut rng = StdRng::seed_from_u64(7);
         let mut cache = DedupCache::new(capacity, max_age_ms);
-        let mut live: HashMap<String, i64> = HashMap::new();
-        let mut queue: VecDeque<(String, i64)> = VecDeque::new();
+        let mut live: HashMap<String, usize> = HashMap::new();
+        let mut queue: VecDeque<(String, i64, usize)> = VecDeque::new();
         let mut now = 0;
-        for _ in 0..20_000 {
+        for number in 0..20_000 {
             now += rng.random_range(0..5);
             let key = format!("k{}", rng.random_range(0..120));
             cache.insert(key.as_str().into(), now);
-            live.insert(key.clone(), now);
-            queue.push_back((key, now));
-            while let Some((key, time)) = queue.front() {
-                let stale = live.get(key) != Some(time);
+            live.insert(key.clone(), number);
+            queue.push_back((key, now, number));
+            while let Some((key, time, number)) = queue.front() {
+                let stale = live.get(key) != Some(number);
                 let too_many = live.len() > capacity;
                 let too_old = now - time > max_age_ms;
                 if !(stale || too_many || too_old) {
@@ -221,9 +222,23 @@ mod tests {
             .collect();
         let expected: Vec<(String, i64)> = queue
             .into_iter()
-            .filter(|(key, time)| live.get(key) == Some(time))
+            .filter(|(key, _, number)| live.get(key) == Some(number))
+            .map(|(key, time, _)| (key, time))
             .collect();
         assert_eq!(entries, expected);
+    }
+
+    #[test]
+    fn reinsert_in_the_same_millisecond_keeps_the_key() {
+        let mut cache = DedupCache::new(2, 1_000);
+        cache.insert("a".into(), 0);
+        cache.insert("a".into(), 0);
+        cache.insert("b".into(), 1);
+        assert!(cache.contains("a"));
+        assert!(cache.contains("b"));
+        cache.insert("c".into(), 2);
+        assert!(!cache.contains("a"));
+        assert!(cache.contains("b") && cache.contains("c"));
     }
 
     #[test]
