@@ -177,8 +177,13 @@ fn parse_state(path: &Path, text: &str) -> Result<SourceState, CheckpointError> 
     struct Versioned {
         version: Option<serde_json::Value>,
     }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|err| corrupt(format!("not JSON: {err}")))?;
+    if !text.trim_start().starts_with('{') {
+        return Err(corrupt("not a JSON object".to_owned()));
+    }
     let versioned: Versioned =
-        serde_json::from_str(text).map_err(|err| corrupt(format!("not JSON: {err}")))?;
+        serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
     let version = versioned
         .version
         .as_ref()
@@ -272,6 +277,39 @@ mod tests {
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("checkpoint.json"), "{err}");
         assert!(err.contains("move it away"), "{err}");
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        for text in ["42", "null", "[7]", "[1,{}]", "{\"streams\":{}}"] {
+            fs::write(store.path(), text).unwrap();
+            let err = store.load().unwrap_err();
+            assert!(
+                matches!(err, CheckpointError::Corrupt { .. }),
+                "{text}: {err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains("not a JSON object") || message.contains("no version field"),
+                "{text}: {message}"
+            );
+        }
+    }
+
+    /// A checkpoint as the release before shared dedup keys wrote it.
+    #[test]
+    fn earlier_checkpoint_text_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+        let text = r#"{"version":1,"streams":{"events":{"lanes":{"processedTime":{"time_ms":5,"ids":["a"]}},"dedup":[["a",1],["b@7",2]]}}}"#;
+        fs::write(store.path(), text).unwrap();
+        let state = store.load().unwrap().unwrap();
+        let dedup = &state.streams["events"].dedup;
+        assert_eq!(dedup, &vec![("a".into(), 1), ("b@7".into(), 2)]);
+        store.save(&state).unwrap();
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
     }
 
     #[test]
