@@ -250,36 +250,52 @@ const SCRATCH_KEEP: usize = 4096;
 /// its elements off before the outer one continues), and the finished
 /// container is allocated once, at its exact size. Dropping the region,
 /// also on an error, truncates the stack to where the region began.
-struct Scratch<T: 'static> {
-    stack: &'static LocalKey<RefCell<Vec<T>>>,
-    start: usize,
+enum Scratch<T: 'static> {
+    Shared {
+        stack: &'static LocalKey<RefCell<Vec<T>>>,
+        start: usize,
+    },
+    /// A vector of its own, used when the thread's stack is unavailable: a
+    /// value parsed in another thread-local's destructor, after this
+    /// thread's storage was torn down.
+    Own(RefCell<Vec<T>>),
 }
 
 impl<T> Scratch<T> {
     fn open(stack: &'static LocalKey<RefCell<Vec<T>>>) -> Self {
-        let start = stack.with_borrow(Vec::len);
-        Self { stack, start }
+        match stack.try_with(|cell| cell.try_borrow().map(|items| items.len())) {
+            Ok(Ok(start)) => Self::Shared { stack, start },
+            _ => Self::Own(RefCell::new(Vec::new())),
+        }
     }
 
     fn push(&self, value: T) {
-        self.stack.with_borrow_mut(|stack| stack.push(value));
+        match self {
+            Self::Shared { stack, .. } => stack.with_borrow_mut(|items| items.push(value)),
+            Self::Own(items) => items.borrow_mut().push(value),
+        }
     }
 
-    fn finish(self) -> Vec<T> {
-        self.stack
-            .with_borrow_mut(|stack| stack.drain(self.start..).collect())
+    fn finish(mut self) -> Vec<T> {
+        match &mut self {
+            Self::Shared { stack, start } => {
+                stack.with_borrow_mut(|items| items.drain(*start..).collect())
+            }
+            Self::Own(items) => std::mem::take(items.get_mut()),
+        }
     }
 }
 
 impl<T> Drop for Scratch<T> {
     fn drop(&mut self) {
-        // `try_with` because the thread's storage may already be gone when
-        // a value is parsed from another thread-local's destructor.
-        let _ = self.stack.try_with(|stack| {
-            if let Ok(mut stack) = stack.try_borrow_mut() {
-                stack.truncate(self.start);
-                if self.start == 0 && stack.capacity() > SCRATCH_KEEP {
-                    stack.shrink_to(SCRATCH_KEEP);
+        let Self::Shared { stack, start } = self else {
+            return;
+        };
+        let _ = stack.try_with(|cell| {
+            if let Ok(mut items) = cell.try_borrow_mut() {
+                items.truncate(*start);
+                if *start == 0 && items.capacity() > SCRATCH_KEEP {
+                    items.shrink_to(SCRATCH_KEEP);
                 }
             }
         });
@@ -408,6 +424,30 @@ mod tests {
         );
         MEMBERS.with_borrow(|members| assert!(members.is_empty()));
         ITEMS.with_borrow(|items| assert!(items.is_empty()));
+    }
+
+    #[test]
+    fn parses_in_a_thread_local_destructor() {
+        struct ParseOnDrop;
+        impl Drop for ParseOnDrop {
+            fn drop(&mut self) {
+                let value: JsonValue = serde_json::from_str(r#"{"a":[1,{"b":2}]}"#).unwrap();
+                assert_eq!(
+                    serde_json::to_string(&value).unwrap(),
+                    r#"{"a":[1,{"b":2}]}"#
+                );
+            }
+        }
+        thread_local! {
+            static LATE: ParseOnDrop = const { ParseOnDrop };
+        }
+        std::thread::spawn(|| {
+            // Registered before the scratch stacks, so destroyed after them.
+            LATE.with(|_| {});
+            parse(r#"{"x":[1]}"#);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
