@@ -279,7 +279,7 @@ impl<T> Scratch<T> {
     fn finish(mut self) -> Vec<T> {
         match &mut self {
             Self::Shared { stack, start } => {
-                stack.with_borrow_mut(|items| items.drain(*start..).collect())
+                stack.with_borrow_mut(|items| items.split_off(*start))
             }
             Self::Own(items) => std::mem::take(items.get_mut()),
         }
