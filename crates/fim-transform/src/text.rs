@@ -108,11 +108,11 @@ fn find_escape(bytes: &[u8]) -> Option<usize> {
 /// (`processedTime` → `processed_time`, `userID` → `user_id`).
 pub fn snake_case(name: &str, out: &mut String) {
     out.clear();
-    let chars: Vec<char> = name.chars().collect();
-    for (index, &current) in chars.iter().enumerate() {
+    let mut previous: Option<char> = None;
+    let mut chars = name.chars().peekable();
+    while let Some(current) = chars.next() {
         if current.is_uppercase() {
-            let previous = index.checked_sub(1).map(|i| chars[i]);
-            let next = chars.get(index + 1);
+            let next = chars.peek();
             let after_lower = previous.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit());
             let ends_acronym =
                 previous.is_some_and(char::is_uppercase) && next.is_some_and(|c| c.is_lowercase());
@@ -123,6 +123,7 @@ pub fn snake_case(name: &str, out: &mut String) {
         } else {
             out.push(current);
         }
+        previous = Some(current);
     }
 }
 
@@ -200,5 +201,15 @@ mod tests {
     #[test]
     fn snake_case_splits_leading_acronyms() {
         assert_eq!(snake("HTTPServer"), "http_server");
+    }
+
+    #[test]
+    fn snake_case_of_non_ascii_names() {
+        assert_eq!(snake("fileÉtat"), "file_état");
+        assert_eq!(snake("ÀBc"), "à_bc");
+        assert_eq!(snake("aİb"), "a_i\u{307}b");
+        assert_eq!(snake("ΣΑΣa"), "σα_σa");
+        assert_eq!(snake("x9Y"), "x9_y");
+        assert_eq!(snake(""), "");
     }
 }
