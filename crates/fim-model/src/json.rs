@@ -278,9 +278,7 @@ impl<T> Scratch<T> {
 
     fn finish(mut self) -> Vec<T> {
         match &mut self {
-            Self::Shared { stack, start } => {
-                stack.with_borrow_mut(|items| items.split_off(*start))
-            }
+            Self::Shared { stack, start } => stack.with_borrow_mut(|items| items.split_off(*start)),
             Self::Own(items) => std::mem::take(items.get_mut()),
         }
     }
