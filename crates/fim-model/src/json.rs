@@ -448,6 +448,23 @@ mod tests {
         .unwrap();
     }
 
+    /// Found by the api_response fuzz target: with its default features
+    /// serde_json read a 124-digit integer one unit in the last place off,
+    /// so the shortest text written for it parsed back to another value.
+    #[test]
+    fn large_numbers_survive_a_round_trip() {
+        let long_integer = format!("11745{}52981681", "6".repeat(111));
+        for text in [
+            &long_integer,
+            "1.1745666666666668e+123",
+            "2.2250738585072011e-308",
+        ] {
+            let value = parse(text);
+            let again = parse(&serde_json::to_string(&value).unwrap());
+            assert_eq!(value, again, "{text}");
+        }
+    }
+
     #[test]
     fn reads_numbers_sent_as_strings() {
         assert_eq!(parse(r#""3311""#).as_i64(), Some(3311));
