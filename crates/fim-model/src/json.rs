@@ -210,7 +210,7 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
-        let scratch = Scratch::open(&ITEMS);
+        let mut scratch = Scratch::open(&ITEMS);
         while let Some(item) = seq.next_element()? {
             scratch.push(item);
         }
@@ -218,7 +218,7 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
-        let scratch = Scratch::open(&MEMBERS);
+        let mut scratch = Scratch::open(&MEMBERS);
         while let Some(key) = map.next_key::<Key>()? {
             let value = map.next_value()?;
             scratch.push((key.0, value));
@@ -258,28 +258,28 @@ enum Scratch<T: 'static> {
     /// A vector of its own, used when the thread's stack is unavailable: a
     /// value parsed in another thread-local's destructor, after this
     /// thread's storage was torn down.
-    Own(RefCell<Vec<T>>),
+    Own(Vec<T>),
 }
 
 impl<T> Scratch<T> {
     fn open(stack: &'static LocalKey<RefCell<Vec<T>>>) -> Self {
         match stack.try_with(|cell| cell.try_borrow().map(|items| items.len())) {
             Ok(Ok(start)) => Self::Shared { stack, start },
-            _ => Self::Own(RefCell::new(Vec::new())),
+            _ => Self::Own(Vec::new()),
         }
     }
 
-    fn push(&self, value: T) {
+    fn push(&mut self, value: T) {
         match self {
             Self::Shared { stack, .. } => stack.with_borrow_mut(|items| items.push(value)),
-            Self::Own(items) => items.borrow_mut().push(value),
+            Self::Own(items) => items.push(value),
         }
     }
 
     fn finish(mut self) -> Vec<T> {
         match &mut self {
             Self::Shared { stack, start } => stack.with_borrow_mut(|items| items.split_off(*start)),
-            Self::Own(items) => std::mem::take(items.get_mut()),
+            Self::Own(items) => std::mem::take(items),
         }
     }
 }
