@@ -7,10 +7,10 @@
 # restarts of each server, 409 and 429 storms, 20% 5xx, cut-off JSON,
 # connection resets, expired tokens and a full state disk (a tmpfs, so
 # this needs root). At the end it compares the ids the simulator served
-# with what each sink received and prints a report; it exits 1 on any lost
+# with what each sink received and prints a report. It exits 1 on any lost
 # record, a duplicate in an idempotent sink (JetStream, Elasticsearch), an
-# API call over the budget or memory over the bound, and 2 when the run
-# itself could not be set up.
+# API call over the budget or memory over the bound. It exits 2 when the
+# run itself could not be set up.
 #
 #   scripts/chaos.sh                 10-minute fault phase
 #   scripts/chaos.sh --quick         60-second fault phase (CI)

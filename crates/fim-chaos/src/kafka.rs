@@ -6,7 +6,7 @@
 //! is paused with SIGSTOP, this reader catches up with the partition's high
 //! watermark, the broker is stopped, and the forwarder continues with
 //! SIGCONT. Every message the broker acknowledged is then read before the
-//! broker forgets it, so a record missing at the end was never
+//! restart discards it, so a record missing at the end was never
 //! acknowledged by the broker, or was acknowledged and lost by the
 //! forwarder. What the pause hides: a durable broker keeps its log, and a
 //! restart of it would also test the consumer's resume from its committed

@@ -791,6 +791,7 @@ impl Stack {
         let copy = work_dir.join("sim-requests.ndjson");
         std::fs::write(&copy, &log)
             .with_context(|| format!("failed to write {}", copy.display()))?;
+
         // The log stamps calls with the wall clock; the phase start is
         // converted once.
         let now_ms = i64::try_from(
@@ -801,6 +802,7 @@ impl Stack {
         )
         .unwrap_or(i64::MAX);
         let phase_start_ms = now_ms - i64::try_from(phase_start.elapsed().as_millis()).unwrap_or(0);
+
         let mut calls = Vec::new();
         for line in log.lines().filter(|line| !line.is_empty()) {
             let entry: serde_json::Value =

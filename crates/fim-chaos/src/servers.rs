@@ -45,8 +45,8 @@ impl Sim {
             .spawn()
             .with_context(|| format!("failed to start {}", binary.display()))?;
 
-        // The first stdout line is `listening on http://IP:PORT`; the rest
-        // is drained so the simulator never blocks on a full pipe.
+        // The first stdout line is `listening on http://IP:PORT`. A thread
+        // reads the rest, so the simulator does not block on a full pipe.
         let stdout = child.stdout.take().context("fim-sim stdout is not piped")?;
         let process = Process::from_child("fim-sim", child);
         let (sender, receiver) = mpsc::channel();

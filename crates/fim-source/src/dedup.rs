@@ -176,10 +176,10 @@ mod tests {
         assert_eq!(entries, vec![(&DedupKey::from("a"), 5)]);
     }
 
-    /// The cache against a plain model: a map of live keys to their latest
-    /// insertion number and a queue in insertion order, under random
-    /// inserts with repeated keys (also in the same millisecond), a small
-    /// capacity and a short maximum age.
+    /// Compares the cache with a plain model: a map of live keys to their
+    /// latest insertion number, beside a queue in insertion order. The
+    /// inserts are random, repeat keys (also in the same millisecond) and
+    /// meet a small capacity and a short maximum age.
     #[test]
     fn matches_a_map_and_queue_model() {
         use std::collections::HashMap;
@@ -238,7 +238,8 @@ mod tests {
         assert!(cache.contains("b"));
         cache.insert("c".into(), 2);
         assert!(!cache.contains("a"));
-        assert!(cache.contains("b") && cache.contains("c"));
+        assert!(cache.contains("b"));
+        assert!(cache.contains("c"));
     }
 
     #[test]

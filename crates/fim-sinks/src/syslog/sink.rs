@@ -308,8 +308,8 @@ impl SyslogSink {
         let mut open = self.connector.connect().await?;
         let (mut records, mut bytes) = (0, 0);
         for (batch, frames) in window.contents() {
-            // Stream connections take the bytes as they are; frame ranges
-            // are needed only for datagrams, which keep no window.
+            // Stream connections take the bytes as they are. Frame ranges
+            // matter only for datagrams, which keep no window.
             open.write(batch, &[]).await?;
             records += frames;
             bytes += batch.len();
