@@ -109,6 +109,7 @@ async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
     })
     .await;
     let expected = sim.visible_ids(Stream::Events);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let neighbour = {
         let base = sim.base_url();
         tokio::spawn(async move {
@@ -126,19 +127,29 @@ async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
                 .text()
                 .await
                 .unwrap();
-            // Busy for 60 ms of every 100 ms: each call of the poller is
-            // blocked with a chance of about 0.6, so a 12-page backlog meets
-            // about 18 blocked answers on average.
+            // Busy for 60 ms of every 80 ms: each call of the poller is
+            // blocked with a chance of about 0.75, so a 12-page backlog meets
+            // about 36 blocked answers on average (an estimate; the calls
+            // are not independent).
+            let mut started = Some(started_tx);
             for _ in 0..2_000 {
                 let _ = http
                     .get(format!("{base}/fim/v1/incidents/count"))
                     .bearer_auth(&token)
                     .send()
                     .await;
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                if let Some(started) = started.take() {
+                    let _ = started.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
+    // The poller starts only once the neighbour is busy: a fast poller
+    // could otherwise fetch the whole backlog while the neighbour logs in.
+    started_rx
+        .await
+        .expect("the noisy neighbour stopped before its first call");
 
     let mut config = source_config(&sim, ApiVersion::V2, &[RecordKind::Event]);
     config.page_size = 250;
