@@ -8,7 +8,8 @@
 //! SIGCONT. Every message the broker acknowledged is then read before the
 //! restart discards it, so a record missing at the end was never
 //! acknowledged by the broker, or was acknowledged and lost by the
-//! forwarder. What the pause hides: a durable broker keeps its log, and a
+//! forwarder. The forwarder is paused again while the broker starts, the
+//! topic is created and a new reader starts at offset 0. What the pause hides: a durable broker keeps its log, and a
 //! restart of it would also test the consumer's resume from its committed
 //! offset, which this run does not. After the restart the topic is
 //! created again (a durable broker would still have it) and read from
@@ -16,6 +17,7 @@
 //! forwarder's Kafka sink runs without the idempotent producer here and
 //! resends after a restart count as duplicates.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -74,6 +76,10 @@ impl KafkaReader {
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", "fim-chaos-reader")
             .set("enable.auto.commit", "false")
+            // A position the broker reports out of range is read again from
+            // the start (offsets already read are skipped) instead of
+            // jumping to the end, which would hide the messages between.
+            .set("auto.offset.reset", "earliest")
             .set("log_level", "3")
             .create()
             .context("failed to create the Kafka consumer")?;
@@ -156,12 +162,25 @@ impl Drop for KafkaReader {
 }
 
 fn read_loop(consumer: &BaseConsumer, shared: &Shared, counts: &Mutex<IdCounts>) {
+    let mut errors_seen = HashSet::new();
     while !shared.stop.load(Ordering::SeqCst) {
-        // Errors while the broker is down are expected; the consumer
-        // reconnects by itself.
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Ok(message)) => message,
+            // Errors while the broker is down are expected, and the
+            // consumer reconnects by itself. Each distinct error is printed
+            // once, so a reset position shows in the run's output.
+            Some(Err(err)) => {
+                let text = err.to_string();
+                if errors_seen.insert(text.clone()) {
+                    eprintln!("fim-chaos: kafka reader: {text}");
+                }
+                continue;
+            }
         };
+        if message.offset() < shared.next_offset.load(Ordering::SeqCst) {
+            continue;
+        }
         if let Some(id) = message.payload().and_then(record_id) {
             *counts
                 .lock()
