@@ -13,17 +13,23 @@ use std::cell::RefCell;
 use std::fmt;
 use std::thread::LocalKey;
 
+use compact_str::CompactString;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Number;
 
 /// One JSON value of a record.
+///
+/// Strings and object keys are [`CompactString`]s, which store up to 24
+/// bytes inline. That covers the API's keys and its short values (actions,
+/// types, host names), so most members of a record need no allocation of
+/// their own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonValue {
     Null,
     Bool(bool),
     Number(Number),
-    String(Box<str>),
+    String(CompactString),
     Array(Vec<JsonValue>),
     Object(JsonObject),
 }
@@ -31,7 +37,7 @@ pub enum JsonValue {
 /// A JSON object whose members stay in the order they were received.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JsonObject {
-    members: Vec<(Box<str>, JsonValue)>,
+    members: Vec<(CompactString, JsonValue)>,
 }
 
 impl JsonObject {
@@ -44,7 +50,7 @@ impl JsonObject {
     pub fn get(&self, key: &str) -> Option<&JsonValue> {
         self.members
             .iter()
-            .find(|(name, _)| name.as_ref() == key)
+            .find(|(name, _)| name.as_str() == key)
             .map(|(_, value)| value)
     }
 
@@ -52,11 +58,11 @@ impl JsonObject {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &JsonValue)> {
         self.members
             .iter()
-            .map(|(name, value)| (name.as_ref(), value))
+            .map(|(name, value)| (name.as_str(), value))
     }
 
     /// Appends a member; an existing member of the same name is kept.
-    pub fn push(&mut self, key: impl Into<Box<str>>, value: JsonValue) {
+    pub fn push(&mut self, key: impl Into<CompactString>, value: JsonValue) {
         self.members.push((key.into(), value));
     }
 
@@ -66,7 +72,7 @@ impl JsonObject {
     }
 
     /// Consumes the object into its members, in received order.
-    pub fn into_members(self) -> Vec<(Box<str>, JsonValue)> {
+    pub fn into_members(self) -> Vec<(CompactString, JsonValue)> {
         self.members
     }
 
@@ -194,7 +200,7 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
     }
 
     fn visit_string<E: de::Error>(self, value: String) -> Result<JsonValue, E> {
-        Ok(JsonValue::String(value.into_boxed_str()))
+        Ok(JsonValue::String(value.into()))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<JsonValue, E> {
@@ -233,7 +239,7 @@ thread_local! {
     /// Elements of the arrays being parsed on this thread, innermost last.
     static ITEMS: RefCell<Vec<JsonValue>> = const { RefCell::new(Vec::new()) };
     /// Members of the objects being parsed on this thread, innermost last.
-    static MEMBERS: RefCell<Vec<(Box<str>, JsonValue)>> = const { RefCell::new(Vec::new()) };
+    static MEMBERS: RefCell<Vec<(CompactString, JsonValue)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Above this many entries, a scratch stack is shrunk once parsing is done,
@@ -300,9 +306,9 @@ impl<T> Drop for Scratch<T> {
     }
 }
 
-/// An object key, taken borrowed from the input when it has no escapes so
-/// only one allocation (the boxed copy) is made per key.
-struct Key(Box<str>);
+/// An object key, taken borrowed from the input when it has no escapes, so
+/// a key of up to 24 bytes is copied inline with no allocation.
+struct Key(CompactString);
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -320,7 +326,7 @@ impl<'de> Deserialize<'de> for Key {
             }
 
             fn visit_string<E: de::Error>(self, value: String) -> Result<Key, E> {
-                Ok(Key(value.into_boxed_str()))
+                Ok(Key(value.into()))
             }
         }
 
@@ -351,7 +357,7 @@ impl Serialize for JsonObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.members.len()))?;
         for (key, value) in &self.members {
-            map.serialize_entry(key.as_ref(), value)?;
+            map.serialize_entry(key.as_str(), value)?;
         }
         map.end()
     }
@@ -463,6 +469,24 @@ mod tests {
             let again = parse(&serde_json::to_string(&value).unwrap());
             assert_eq!(value, again, "{text}");
         }
+    }
+
+    /// A record is mostly members, so their size sets its memory: an inline
+    /// key and a value of 32 bytes.
+    #[test]
+    fn member_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<JsonValue>(), 32);
+        assert_eq!(std::mem::size_of::<(CompactString, JsonValue)>(), 56);
+    }
+
+    #[test]
+    fn keeps_long_strings_and_keys() {
+        let key = "k".repeat(40);
+        let text = format!(r#"{{"{key}":"{}","short":"é\n"}}"#, "v".repeat(100));
+        let value = parse(&text);
+        assert_eq!(serde_json::to_string(&value).unwrap(), text);
+        assert_eq!(value.get(&key).unwrap().as_str().unwrap().len(), 100);
+        assert_eq!(value.get("short").unwrap().as_str(), Some("é\n"));
     }
 
     #[test]

@@ -315,7 +315,7 @@ impl Record {
         let mut data = None;
         let mut sort_values = None;
         for (key, member) in wrapper.into_members() {
-            match key.as_ref() {
+            match key.as_str() {
                 "data" => data = Some(member),
                 "sortValues" => sort_values = Some(member),
                 _ => {}
