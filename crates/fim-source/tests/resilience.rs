@@ -127,10 +127,10 @@ async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
                 .text()
                 .await
                 .unwrap();
-            // Busy for 60 ms of every 80 ms: each call of the poller is
-            // blocked with a chance of about 0.75, so a 12-page backlog meets
-            // about 36 blocked answers on average (an estimate; the calls
-            // are not independent).
+            // Busy for 60 ms of every 80 ms, so each call of the poller is
+            // blocked with a chance of about 0.75 and a 12-page backlog
+            // meets about 36 blocked responses on average. That is an
+            // estimate, because the calls are not independent.
             let mut started = Some(started_tx);
             for _ in 0..2_000 {
                 let _ = http
@@ -175,7 +175,11 @@ async fn collect_beside_noisy_neighbour(blocked_status: BlockedStatus) {
         .iter()
         .filter(|entry| entry.wait_sec.is_some())
         .collect();
-    assert!(blocked.len() >= 3, "only {} blocked answers", blocked.len());
+    assert!(
+        blocked.len() >= 3,
+        "only {} blocked responses",
+        blocked.len()
+    );
     for entry in &blocked {
         let wait_ms = entry.wait_sec.unwrap() as i64 * 1000;
         let next = ours.iter().find(|later| later.time_ms > entry.time_ms);
