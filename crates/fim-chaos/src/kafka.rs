@@ -9,13 +9,14 @@
 //! restart discards it, so a record missing at the end was never
 //! acknowledged by the broker, or was acknowledged and lost by the
 //! forwarder. The forwarder is paused again while the broker starts, the
-//! topic is created and a new reader starts at offset 0. What the pause hides: a durable broker keeps its log, and a
-//! restart of it would also test the consumer's resume from its committed
-//! offset, which this run does not. After the restart the topic is
-//! created again (a durable broker would still have it) and read from
-//! offset 0. A restarted tansu also loses producer ids, so the
-//! forwarder's Kafka sink runs without the idempotent producer here and
-//! resends after a restart count as duplicates.
+//! topic is created and a new reader starts at offset 0. What the pauses
+//! hide: a durable broker keeps its log, and a restart of it would also
+//! test the consumer's resume from its committed offset, which this run
+//! does not. After the restart the topic is created again (a durable
+//! broker would still have it) and read from offset 0. A restarted tansu
+//! also loses producer ids, so the forwarder's Kafka sink runs without the
+//! idempotent producer here and resends after a restart count as
+//! duplicates.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
