@@ -22,9 +22,10 @@
 # (10), --work-dir DIR ($TMPDIR/fim-chaos).
 #
 # Kafka: the tansu build installed by scripts/test.sh stores topics in
-# memory only, so fim-chaos reads the topic continuously and pauses the
-# forwarder (SIGSTOP) while it catches up before each broker restart; see
-# crates/fim-chaos/src/kafka.rs for what that can and cannot catch.
+# memory only, so fim-chaos reads the topic continuously. Before each
+# broker restart it pauses the forwarder (SIGSTOP) while it catches up, and
+# it pauses it again while the broker starts and the topic is created.
+# crates/fim-chaos/src/kafka.rs describes what that can and cannot catch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

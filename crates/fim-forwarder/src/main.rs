@@ -21,10 +21,9 @@ use clap::{Parser, Subcommand};
 /// arena, and each touched 2 MiB page counts whole in RSS (20 MiB of an
 /// idle forwarder's 37 MiB). Where the kernel gives huge pages without a
 /// request (`transparent_hugepage=always`), `main` turns them off for the
-/// process. Version 2 returns freed pages to the system
-/// after 10 ms, where version 3 waits a second. In the same benchmark
-/// version 2 peaked at 61 to 67 MiB and version 3 at 73 to 90 MiB, with
-/// equal CPU time.
+/// process. Version 2 returns freed pages to the system after 10 ms, where
+/// version 3 waits a second. In the same benchmark version 2 peaked at 61
+/// to 67 MiB and version 3 at 73 to 90 MiB, with equal CPU time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
