@@ -41,7 +41,8 @@ pub struct StateConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Records buffered between the pollers and the router.
+    /// Records buffered between the pollers and the router. The default is
+    /// a sink's default buffer, `fim_sinks::DEFAULT_BUFFER`.
     pub buffer: usize,
     /// How often acknowledged progress is saved.
     #[serde(with = "humantime_serde")]
@@ -54,7 +55,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            buffer: 1_000,
+            buffer: fim_sinks::DEFAULT_BUFFER,
             checkpoint_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
         }

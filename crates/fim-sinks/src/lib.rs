@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 pub use dead_letter::DeadLetter;
 pub use metrics::{SinkMetrics, SinkMetricsSnapshot};
 pub use retry::Backoff;
-pub use spec::{SinkBuildError, SinkSpec, build};
+pub use spec::{DEFAULT_BUFFER, SinkBuildError, SinkSpec, build};
 
 /// Called once the destination has a record (or the record was
 /// dead-lettered). The pipeline counts acknowledgements from every sink
