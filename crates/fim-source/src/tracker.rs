@@ -99,7 +99,7 @@ impl StreamTracker {
 
     /// Tells whether a record with this dedup key was already delivered or
     /// is on its way.
-    pub fn is_duplicate(&self, key: &str) -> bool {
+    pub fn is_duplicate(&self, key: &DedupKey) -> bool {
         let state = self.lock();
         state.dedup.contains(key) || state.in_flight.contains_key(key)
     }
@@ -167,11 +167,11 @@ impl StreamTracker {
         }
         entry.acked = true;
         if let Some(key) = entry.key.clone()
-            && let Some(count) = state.in_flight.get_mut(&*key)
+            && let Some(count) = state.in_flight.get_mut(&key)
         {
             *count -= 1;
             if *count == 0 {
-                state.in_flight.remove(&*key);
+                state.in_flight.remove(&key);
             }
         }
         state.advance();
@@ -281,7 +281,11 @@ mod tests {
         tracker.emit(0, point(10, "a"), "a".into(), 0).ack();
         let _pending = tracker.emit(0, point(11, "b"), "b".into(), 0);
         let snapshot = tracker.snapshot(&["processedTime"]);
-        let keys: Vec<&str> = snapshot.dedup.iter().map(|(key, _)| &**key).collect();
+        let keys: Vec<String> = snapshot
+            .dedup
+            .iter()
+            .map(|(key, _)| key.to_string())
+            .collect();
         assert_eq!(keys, vec!["a"]);
     }
 
@@ -289,7 +293,7 @@ mod tests {
     fn in_flight_key_counts_as_duplicate() {
         let tracker = tracker();
         let _pending = tracker.emit(0, point(10, "a"), "a".into(), 0);
-        assert!(tracker.is_duplicate("a"));
+        assert!(tracker.is_duplicate(&"a".into()));
     }
 
     #[test]
