@@ -212,8 +212,10 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
+/// The NATS sink's default too. In the end-to-end benchmark 1,000 gave no
+/// more throughput and a higher peak RSS (71 to 74 MiB against 66 to 70).
 fn default_max_in_flight() -> usize {
-    1_000
+    512
 }
 
 fn default_topic_partitions() -> i32 {
