@@ -22,6 +22,9 @@ pub struct KafkaRequestBuilder {
     key: Option<String>,
     headers: BTreeMap<String, Template>,
     encoder: Arc<dyn fim_transform::Encoder>,
+    /// Reused for every encoding, so each payload is copied out at its exact
+    /// size and a request in flight has no spare capacity.
+    buffer: Vec<u8>,
 }
 
 impl KafkaRequestBuilder {
@@ -36,16 +39,18 @@ impl KafkaRequestBuilder {
             key,
             headers,
             encoder,
+            buffer: Vec::new(),
         }
     }
 
     /// Encodes `delivery`; an error is the reason to dead-letter it.
-    pub fn build(&self, delivery: Delivery) -> Result<KafkaRequest, (Delivery, String)> {
+    pub fn build(&mut self, delivery: Delivery) -> Result<KafkaRequest, (Delivery, String)> {
         let record = &delivery.record;
-        let mut payload = Vec::new();
-        if let Err(err) = self.encoder.encode(record, &mut payload) {
+        self.buffer.clear();
+        if let Err(err) = self.encoder.encode(record, &mut self.buffer) {
             return Err((delivery, err.to_string()));
         }
+        let payload = self.buffer.clone();
         let mut topic = String::new();
         if let Err(err) = self.topic.render(record, topic_char, &mut topic) {
             return Err((delivery, err.to_string()));
