@@ -46,18 +46,35 @@ struct Batch {
 
 /// Batches written in the last `resend_window`, oldest first. Only stream
 /// transports keep one, so a batch is kept as its bytes and frame count.
+/// The bytes are kept LZ4-compressed: syslog lines repeat their field names,
+/// so a full window takes a fraction of `max_bytes`, which counts the bytes
+/// as written.
 #[derive(Debug)]
 struct ResendWindow {
     span: Duration,
     /// Bytes kept at most, whatever the span; the oldest batches go first,
     /// but the newest batch is kept even when it alone is larger.
     max_bytes: usize,
-    batches: VecDeque<(Instant, Box<[u8]>, usize)>,
+    batches: VecDeque<KeptBatch>,
+    /// Bytes of the kept batches as written, before compression.
     bytes: usize,
     /// When the connection dropped, while no new one is up. The window is
     /// measured back from this moment, not from the reconnect, because a
     /// receiver may stay down for longer than the window.
     dropped_at: Option<Instant>,
+    /// Output buffer of the compressor, reused for every batch.
+    scratch: Vec<u8>,
+}
+
+/// One batch of the resend window.
+#[derive(Debug)]
+struct KeptBatch {
+    written: Instant,
+    /// The batch's bytes in the LZ4 block format, at the exact size.
+    compressed: Box<[u8]>,
+    /// Size of the batch as written.
+    len: usize,
+    frames: usize,
 }
 
 impl ResendWindow {
@@ -68,6 +85,7 @@ impl ResendWindow {
             batches: VecDeque::new(),
             bytes: 0,
             dropped_at: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -88,36 +106,48 @@ impl ResendWindow {
         if self.span.is_zero() {
             return;
         }
-        // A copy at the exact size: the batch buffer grew by doubling, and
-        // the cap must count the memory the window really takes.
+        self.scratch
+            .resize(lz4_flex::block::get_maximum_output_size(bytes.len()), 0);
+        let compressed = match lz4_flex::block::compress_into(bytes, &mut self.scratch) {
+            Ok(size) => Box::from(&self.scratch[..size]),
+            // Not reached: the scratch buffer has the maximum output size.
+            Err(_) => lz4_flex::block::compress(bytes).into_boxed_slice(),
+        };
         self.bytes += bytes.len();
-        self.batches
-            .push_back((Instant::now(), Box::from(bytes), frames));
+        self.batches.push_back(KeptBatch {
+            written: Instant::now(),
+            compressed,
+            len: bytes.len(),
+            frames,
+        });
         self.prune();
     }
 
     fn prune(&mut self) {
         let reference = self.dropped_at.unwrap_or_else(Instant::now);
-        while let Some((written, bytes, _)) = self.batches.front() {
-            let expired = reference.saturating_duration_since(*written) > self.span;
+        while let Some(oldest) = self.batches.front() {
+            let expired = reference.saturating_duration_since(oldest.written) > self.span;
             // The newest batch stays, even alone over the cap: it is the
             // one a dropped connection most likely lost.
             let over_cap = self.bytes > self.max_bytes && self.batches.len() > 1;
             if !expired && !over_cap {
                 break;
             }
-            self.bytes -= bytes.len();
+            self.bytes -= oldest.len;
             self.batches.pop_front();
         }
     }
 
-    /// Returns the batches still in the window, oldest first, with their
-    /// frame counts.
-    fn contents(&mut self) -> impl Iterator<Item = (&[u8], usize)> {
+    /// Returns the batches still in the window, oldest first, each as its
+    /// bytes as written and its frame count.
+    fn contents(
+        &mut self,
+    ) -> impl Iterator<Item = (Result<Vec<u8>, lz4_flex::block::DecompressError>, usize)> {
         self.prune();
-        self.batches
-            .iter()
-            .map(|(_, bytes, frames)| (&bytes[..], *frames))
+        self.batches.iter().map(|kept| {
+            let bytes = lz4_flex::block::decompress(&kept.compressed, kept.len);
+            (bytes, kept.frames)
+        })
     }
 }
 
@@ -308,9 +338,18 @@ impl SyslogSink {
         let mut open = self.connector.connect().await?;
         let (mut records, mut bytes) = (0, 0);
         for (batch, frames) in window.contents() {
+            let batch = match batch {
+                Ok(batch) => batch,
+                // Not expected: the window decompresses only what it
+                // compressed itself.
+                Err(err) => {
+                    tracing::error!(sink = %self.context.name, records = frames, cause = %err, "failed to decompress a batch of the resend window, so its records are not resent");
+                    continue;
+                }
+            };
             // Stream connections take the bytes as they are. Frame ranges
             // matter only for datagrams, which keep no window.
-            open.write(batch, &[]).await?;
+            open.write(&batch, &[]).await?;
             records += frames;
             bytes += batch.len();
         }
@@ -375,7 +414,7 @@ mod tests {
         window
             .contents()
             .fold((Vec::new(), 0), |(mut bytes, count), (batch, frames)| {
-                bytes.extend_from_slice(batch);
+                bytes.extend_from_slice(&batch.unwrap());
                 (bytes, count + frames)
             })
     }
@@ -410,6 +449,27 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
 
         assert_eq!(joined(&mut window), (Vec::new(), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_keeps_lines_compressed() {
+        let line = b"<134>1 2024-05-01T10:00:00.000Z host fim-forwarder - event - CEF:0|Qualys|FIM|1.0|File Modified|File Modified|5|act=Content fname=/etc/passwd\n";
+        let batch = line.repeat(512);
+        let mut window = ResendWindow::new(Duration::from_secs(5), 16 * 1024 * 1024);
+        window.push(&batch, 512);
+        window.push(line, 1);
+
+        let compressed_size: usize = window
+            .batches
+            .iter()
+            .map(|kept| kept.compressed.len())
+            .sum();
+        assert!(
+            compressed_size < batch.len() / 10,
+            "{compressed_size} bytes"
+        );
+        assert_eq!(window.bytes, batch.len() + line.len());
+        assert_eq!(joined(&mut window), ([batch, line.to_vec()].concat(), 513));
     }
 
     #[tokio::test(start_paused = true)]
