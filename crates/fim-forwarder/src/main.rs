@@ -13,19 +13,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc replaces glibc malloc. Records are parsed on one runtime thread
-/// and freed on another, which glibc's per-thread arenas handle slowly. In
-/// the end-to-end benchmark (`scripts/bench.sh`) glibc's malloc and free
-/// took about 40% of the forwarder's CPU time. mimalloc is built with its
-/// `no_thp` feature: otherwise it requests transparent huge pages for its
-/// arena, and each touched 2 MiB page counts whole in RSS (20 MiB of an
-/// idle forwarder's 37 MiB). Where the kernel gives huge pages without a
-/// request (`transparent_hugepage=always`), `main` turns them off for the
-/// process. Version 2 returns freed pages to the system after 10 ms, where
-/// version 3 waits a second. In the same benchmark version 2 peaked at 61
-/// to 67 MiB and version 3 at 73 to 90 MiB, with equal CPU time.
+/// jemalloc replaces glibc's malloc. Records are parsed on one runtime thread
+/// and freed on another, which glibc's per-thread arenas handle slowly: in
+/// the end-to-end benchmark (`scripts/bench.sh`) glibc's malloc and free took
+/// about 40% of the forwarder's CPU time. jemalloc's options are compiled in
+/// from `.cargo/config.toml`, so freed pages leave the resident set within
+/// about 100 ms. In the same benchmark that peaked 3 to 5 MiB lower than
+/// mimalloc 2, at equal CPU time. Where the kernel gives transparent huge
+/// pages without a request (`transparent_hugepage=always`), `main` turns them
+/// off for the process, because each touched 2 MiB page counts whole in RSS.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Forwards Qualys File Integrity Monitoring events, ignored events and
 /// incidents to Kafka, NATS, syslog and HTTP collectors, at least once and
