@@ -834,11 +834,14 @@ impl StreamPoller {
             .map_err(|_| SourceError::ChannelClosed)
     }
 
-    /// Waits until the channel has room, so no API call is made while the
-    /// pipeline is full.
+    /// Waits until the channel is at most half full, or has room for a whole
+    /// page when that is less. No API call is made while the pipeline is
+    /// full, and a fetched page's records do not wait in the poller for a
+    /// channel that has just one free slot.
     async fn wait_for_room(&self) -> Result<(), SourceError> {
+        let room = self.page_size.min(self.sender.max_capacity() / 2).max(1);
         self.sender
-            .reserve()
+            .reserve_many(room)
             .await
             .map(drop)
             .map_err(|_| SourceError::ChannelClosed)
