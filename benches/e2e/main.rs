@@ -155,7 +155,7 @@ fn main() {
 }
 
 /// Forwarder configuration for one run: the `events` stream only, limits
-/// off, default pipeline and sink buffers (1,000 records each), and the
+/// off, default pipeline and sink buffers (500 records each), and the
 /// `[[sinks]]` table `sink`.
 fn forwarder_config(
     sim_url: &str,
