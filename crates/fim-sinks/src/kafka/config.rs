@@ -143,6 +143,11 @@ impl KafkaConfig {
         properties.insert("client.id".to_owned(), "fim-forwarder".to_owned());
         properties.insert("enable.idempotence".to_owned(), "true".to_owned());
         properties.insert("acks".to_owned(), "all".to_owned());
+        // librdkafka already keeps its own copy of each message until the
+        // delivery report, so the produce request refers to that copy
+        // instead of copying it again (its default copies messages of up
+        // to 64 KiB into the request).
+        properties.insert("message.copy.max.bytes".to_owned(), "0".to_owned());
         properties.insert(
             "compression.type".to_owned(),
             self.compression.as_str().to_owned(),

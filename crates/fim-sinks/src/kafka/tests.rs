@@ -16,6 +16,7 @@ fn defaults_are_idempotent_with_acks_all() {
     assert_eq!(properties["acks"], "all");
     assert_eq!(properties["compression.type"], "none");
     assert_eq!(properties["bootstrap.servers"], "127.0.0.1:9092");
+    assert_eq!(properties["message.copy.max.bytes"], "0");
 }
 
 #[test]
