@@ -98,8 +98,14 @@ impl ResendWindow {
         }
     }
 
+    /// Marks every kept batch as written now: the new connection carried
+    /// them again, so a drop within the span sends them once more.
     fn resent(&mut self) {
         self.dropped_at = None;
+        let now = Instant::now();
+        for batch in &mut self.batches {
+            batch.written = now;
+        }
     }
 
     fn push(&mut self, bytes: &[u8], frames: usize) {
@@ -440,6 +446,22 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
 
         assert_eq!(joined(&mut window), (b"recent".to_vec(), 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_keeps_resent_batches_for_next_drop() {
+        let mut window = ResendWindow::new(Duration::from_secs(5), 1024);
+        window.push(b"first", 1);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        window.connection_dropped();
+        assert_eq!(joined(&mut window), (b"first".to_vec(), 1));
+        window.resent();
+
+        // The next connection drops 4 s after the resend, 8 s after the
+        // first write.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        window.connection_dropped();
+        assert_eq!(joined(&mut window), (b"first".to_vec(), 1));
     }
 
     #[tokio::test(start_paused = true)]
