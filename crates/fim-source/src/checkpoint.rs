@@ -81,12 +81,14 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Checkpoint store errors; each names the file and what to do.
+/// The I/O errors are part of each message, not a separate source, so a
+/// report that prints the whole error chain names them once.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("failed to read checkpoint {path}: {source}")]
+    #[error("failed to read checkpoint {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "checkpoint {path} is corrupt ({reason}); move it away to start from source.start_from \
@@ -99,11 +101,11 @@ pub enum CheckpointError {
     )]
     UnknownVersion { path: PathBuf, found: u64 },
     #[error(
-        "failed to write checkpoint {path}: {source}; check free space and permissions of the state directory"
+        "failed to write checkpoint {path}: {cause}; check free space and permissions of the state directory"
     )]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -117,9 +119,9 @@ impl FileCheckpointStore {
     /// Uses `dir`, creating it when missing.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
         let dir = dir.into();
-        create_private_dir(&dir).map_err(|source| CheckpointError::Write {
+        create_private_dir(&dir).map_err(|cause| CheckpointError::Write {
             path: dir.clone(),
-            source,
+            cause,
         })?;
         Ok(Self { dir })
     }
@@ -135,7 +137,7 @@ impl CheckpointStore for FileCheckpointStore {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CheckpointError::Read { path, source }),
+            Err(cause) => return Err(CheckpointError::Read { path, cause }),
         };
         parse_state(&path, &text).map(Some)
     }
@@ -143,9 +145,9 @@ impl CheckpointStore for FileCheckpointStore {
     fn save(&self, state: &SourceState) -> Result<(), CheckpointError> {
         let path = self.path();
         let temporary = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let write_error = |source| CheckpointError::Write {
+        let write_error = |cause| CheckpointError::Write {
             path: path.clone(),
-            source,
+            cause,
         };
 
         // Written straight to the file: the text of a full dedup cache is
