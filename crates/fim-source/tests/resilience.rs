@@ -402,6 +402,69 @@ async fn invalid_filter_stops_only_its_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_page_waits_for_half_empty_channel() {
+    let sim = start_sim(SimConfig {
+        ignored_share: 0.0,
+        incident_every: 0,
+        ..sim_config(2_000)
+    })
+    .await;
+    let mut config = source_config(&sim, ApiVersion::V2, &[RecordKind::Event]);
+    config.page_size = 50;
+    let (sender, mut receiver) = mpsc::channel::<Polled>(20);
+    let (_dir, store) = temp_store();
+    let handle = fim_source::start(config, store, sender, SourceOptions::default())
+        .await
+        .unwrap();
+
+    // The first page is 50 records: after 30 are read, the poller has sent
+    // the whole page and the channel is full again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    read_records(&mut receiver, 30).await;
+    while receiver.len() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the channel never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = search_calls(&sim.request_log()).len();
+
+    // 15 of 20 records waiting: more than half full, so no API call.
+    read_records(&mut receiver, 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        search_calls(&sim.request_log()).len(),
+        calls,
+        "API called while the channel was more than half full"
+    );
+
+    // 9 of 20 waiting: the next page is fetched.
+    read_records(&mut receiver, 6).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while search_calls(&sim.request_log()).len() == calls {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no API call once the channel was half empty"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(handle);
+}
+
+/// Receives and acknowledges `count` records.
+async fn read_records(receiver: &mut mpsc::Receiver<Polled>, count: usize) {
+    for _ in 0..count {
+        let polled = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+            .await
+            .expect("timed out waiting for a record")
+            .unwrap();
+        polled.ack.ack();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_channel_pauses_api_calls() {
     let sim = start_sim(SimConfig {
         ignored_share: 0.0,
