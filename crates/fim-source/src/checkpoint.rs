@@ -281,6 +281,32 @@ mod tests {
         assert!(err.contains("move it away"), "{err}");
     }
 
+    /// The forwarder prints an error with its whole source chain, so a
+    /// checkpoint error must have no source that repeats its message.
+    #[test]
+    fn source_error_chain_has_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path()).unwrap();
+
+        fs::write(store.path(), "{").unwrap();
+        let corrupt = crate::SourceError::from(store.load().unwrap_err());
+        assert!(std::error::Error::source(&corrupt).is_none(), "{corrupt}");
+        assert!(corrupt.to_string().contains("is corrupt"), "{corrupt}");
+
+        // A directory in the file's place fails the read itself.
+        fs::remove_file(store.path()).unwrap();
+        fs::create_dir(store.path()).unwrap();
+        let unreadable = crate::SourceError::from(store.load().unwrap_err());
+        assert!(
+            std::error::Error::source(&unreadable).is_none(),
+            "{unreadable}"
+        );
+        assert!(
+            unreadable.to_string().contains("failed to read checkpoint"),
+            "{unreadable}"
+        );
+    }
+
     #[test]
     fn json_that_is_not_an_object_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
