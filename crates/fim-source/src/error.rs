@@ -39,8 +39,8 @@ pub enum SourceError {
     HttpClient(String),
     #[error("{request}: the API keeps answering pages the poller cannot continue from: {reason}")]
     Stuck { request: String, reason: String },
-    /// Its messages name the checkpoint file, and printing them once needs
-    /// `transparent`: a prefix with `#[from]` repeats them in error chains.
+    /// Transparent because the messages already name the checkpoint file,
+    /// and a prefix beside `#[from]` would repeat them in error chains.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("the record channel was closed, so polling stopped")]
